@@ -1,0 +1,1 @@
+"""Sub-commands of the ``mimamo`` console script. Each module has ``register(subparsers)``."""
