@@ -1,0 +1,94 @@
+"""MimamoOptions: every seed option has an equivalent, and bad values fail while the graph is built."""
+import json
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipeline.inputs import DEFAULT_VIDEO_EXTENSIONS
+from beam_pipeline.options import MimamoOptions, options_as_json, validate_options
+
+BASE = ["--input", "a.mp4", "--output", "out"]
+
+
+def parse(*flags: str) -> MimamoOptions:
+    return PipelineOptions(list(BASE) + list(flags)).view_as(MimamoOptions)
+
+
+def test_defaults_match_the_seed_and_the_reference_run():
+    options = parse()
+    assert options.input == ["a.mp4"]
+    assert options.output == "out"
+    assert (options.num_phase, options.phase_size, options.length, options.stride) == (12, 48, 64, 64)
+    assert (options.height, options.nbands, options.scale_factor) == (4, 2, 2.0)
+    assert (options.face_size, options.mask, options.multi_face) == (112, False, False)
+    assert options.device == "cpu"
+    assert options.gru_sequence_snippets == 64 and options.compute_batch_size == 32
+    assert options.smoothing_size is None
+    assert options.video_extensions == list(DEFAULT_VIDEO_EXTENSIONS)
+    validate_options(options)
+
+
+def test_every_seed_option_has_an_equivalent():
+    options = parse(
+        "--checkpoint", "m.pth.tar", "--smoothing_size", "0.5", "--batch_size", "4", "--n_workers", "2",
+        "--device", "cuda:0", "--openface_path", "/of/bin", "--multi_face", "--face_size", "224", "--mask",
+        "--backbone", "r.pth", "--model_name", "resnet50_ferplus_dag", "--feature_layer", "pool5_7x7_s1",
+        "--num_phase", "12", "--phase_size", "48", "--length", "32", "--stride", "16", "--height", "4",
+        "--nbands", "2", "--scale_factor", "2", "--log", "--logdir", "/tmp/logs", "--keep_intermediates",
+        "--video_extensions", ".mp4,.MOV",
+    )
+    assert options.checkpoint == "m.pth.tar" and options.backbone == "r.pth"
+    assert options.smoothing_size == 0.5
+    assert options.gru_sequence_snippets == 4  # --batch_size is the seed's name for it
+    assert options.n_workers == 2 and options.device == "cuda:0"
+    assert options.openface_path == "/of/bin" and options.multi_face and options.face_size == 224 and options.mask
+    assert (options.length, options.stride) == (32, 16)
+    assert options.log and options.logdir == "/tmp/logs" and options.keep_intermediates
+    assert options.video_extensions == [".mp4", ".MOV"]
+    validate_options(options)
+
+
+def test_repeated_input_flags_accumulate():
+    options = PipelineOptions(["--input", "a", "--input", "b/", "--output", "o"]).view_as(MimamoOptions)
+    assert options.input == ["a", "b/"]
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("nbands", "4"),
+        ("num_phase", "8"),
+        ("phase_size", "64"),
+        ("scale_factor", "1.5"),
+        ("feature_layer", "conv5_3"),
+        ("model_name", "resnet18"),
+        ("height", "6"),
+        ("length", "0"),
+        ("stride", "65"),
+        ("compute_batch_size", "0"),
+        ("gru_sequence_snippets", "0"),
+        ("smoothing_size", "-1"),
+        ("video_extensions", "mp4"),
+        ("face_size", "8"),
+        ("n_workers", "0"),
+    ],
+)
+def test_bad_value_raises_value_error_naming_option_and_value(flag, value):
+    options = parse(f"--{flag}", value)
+    with pytest.raises(ValueError, match=f"--{flag}=.*{value.lstrip('.')}"):
+        validate_options(options)
+
+
+def test_missing_input_or_output_raises():
+    with pytest.raises(ValueError, match="--input"):
+        validate_options(PipelineOptions(["--output", "o"]).view_as(MimamoOptions))
+    with pytest.raises(ValueError, match="--output"):
+        validate_options(PipelineOptions(["--input", "a.mp4"]).view_as(MimamoOptions))
+
+
+def test_options_json_holds_beam_and_mimamo_options():
+    options = PipelineOptions(BASE + ["--smoothing_size", "0.5", "--runner", "DirectRunner"])
+    decoded = json.loads(options_as_json(options))
+    assert decoded["smoothing_size"] == 0.5
+    assert decoded["runner"] == "DirectRunner"
+    assert decoded["input"] == ["a.mp4"]
