@@ -283,3 +283,20 @@ def not_a_video(path: PathLike) -> Path:
     path = Path(path)
     path.write_text("This is a text file, not a video.\n" * 20)
     return path
+
+
+def audio_only_file(path: PathLike, duration_s: float = 0.5, sample_rate: int = 16000) -> Path:
+    """Writes a 440 Hz tone with no video stream (AAC, e.g. in .mp4)."""
+    path = Path(path)
+    n_samples = int(duration_s * sample_rate)
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(n_samples) / sample_rate)).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        chunk = 1024
+        for start in range(0, n_samples, chunk):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + chunk], format="fltp", layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
