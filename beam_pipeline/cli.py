@@ -1,4 +1,6 @@
-"""The ``mimamo`` console script: one sub-command per module in ``beam_pipeline.commands``.
+"""mimamo: MIMAMO-Net valence/arousal for videos, aligned faces and whole corpora (Apache Beam).
+
+Each sub-command lives in a module of ``beam_pipeline.commands``.
 
 Sub-command modules are imported lazily by name so that ``mimamo weights show`` does not pay for
 importing Apache Beam or torch.
@@ -49,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args, extra) or 0)
-    except MimamoError as error:
+    except (MimamoError, ValueError, FileNotFoundError) as error:
         print(f"mimamo {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,30 @@
+"""Fixtures shared by every test package: seeded weights saved in the official file formats."""
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+import torch
+
+from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes
+from tests.parity_recipes import gen_state_dict
+
+
+def seeded_state_dict(kind: str, seed: int) -> Dict[str, torch.Tensor]:
+    """The parity recipe's seeded weights (README 1.3) for ``kind`` (checkpoints.MIMAMO or BACKBONE)."""
+    template = {key: torch.empty(shape) for key, shape in expected_shapes(kind).items()}
+    return gen_state_dict(template, seed)
+
+
+@pytest.fixture(scope="session")
+def synthetic_weights(tmp_path_factory) -> Tuple[Path, Path]:
+    """(checkpoint, backbone): seeded weights saved as the official files are (spec 5.1, 5.2).
+
+    The checkpoint uses the legacy (pre-1.6) serialisation that the 2019/2020 file most likely has.
+    """
+    directory = tmp_path_factory.mktemp("weights")
+    checkpoint = directory / "model_weights.pth.tar"
+    torch.save({"state_dict": seeded_state_dict(MIMAMO, 3003), "epoch": 1}, checkpoint,
+               _use_new_zipfile_serialization=False)
+    backbone = directory / "resnet50_ferplus_dag.pth"
+    torch.save(seeded_state_dict(BACKBONE, 4004), backbone)
+    return checkpoint, backbone
