@@ -1,0 +1,117 @@
+"""``build_pipeline``: attaches the MIMAMO-Net transforms to a pipeline; it never creates or runs one."""
+import logging
+from typing import Dict, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipeline.options import MimamoOptions, options_as_json, validate_options
+from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
+from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn, SummariseVideos
+from mimamo_ops import __version__
+from mimamo_ops.checkpoints import sha256_file
+from mimamo_ops.faces import FaceConfig
+from mimamo_ops.predictor import ModelConfig
+from mimamo_ops.weights import resolve_weights
+
+__all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
+
+LOGGER = logging.getLogger(__name__)
+FRAMES_DIR = "frames"
+VIDEOS_DIR = "videos"
+SNIPPETS_DIR = "snippets"
+
+
+def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
+    """Resolves the weight files and turns the options into the model and face-stage configs.
+
+    Raises:
+        ValueError: an option is out of range (also from the configs' own checks).
+        mimamo_ops.errors.CheckpointError: a weights file is missing and not in the user cache.
+    """
+    checkpoint, backbone = resolve_weights(options.checkpoint, options.backbone)
+    model_config = ModelConfig(
+        checkpoint_path=str(checkpoint),
+        backbone_path=str(backbone),
+        device=options.device,
+        backbone_batch_size=options.compute_batch_size,
+        gru_sequence_snippets=options.gru_sequence_snippets,
+        snippet_length=options.length,
+        snippet_stride=options.stride,
+        num_phase=options.num_phase,
+        phase_size=options.phase_size,
+        pyramid_height=options.height,
+        nbands=options.nbands,
+        scale_factor=options.scale_factor,
+        precision=options.precision,
+    )
+    face_config = FaceConfig(
+        multi_face=options.multi_face,
+        face_size=options.face_size,
+        mask=options.mask,
+        openface_path=options.openface_path,
+    )
+    return model_config, face_config
+
+
+def build_run_metadata(options: PipelineOptions, model_config: ModelConfig) -> Dict[str, str]:
+    """Key-value metadata written into every Parquet file: package version, weights and their SHA-256s, options."""
+    return {
+        "mimamo.version": __version__,
+        "mimamo.checkpoint": model_config.checkpoint_path,
+        "mimamo.checkpoint_sha256": sha256_file(model_config.checkpoint_path),
+        "mimamo.backbone": model_config.backbone_path,
+        "mimamo.backbone_sha256": sha256_file(model_config.backbone_path),
+        "mimamo.options": options_as_json(options),
+    }
+
+
+def check_output_is_fresh(output: str) -> None:
+    """Refuses an output that already holds tables: stale shards of another run would mix with the new ones.
+
+    Raises:
+        ValueError: ``<output>/frames`` or ``<output>/videos`` already holds Parquet files.
+    """
+    for table in (FRAMES_DIR, VIDEOS_DIR, SNIPPETS_DIR):
+        pattern = FileSystems.join(output, table, "part-*.parquet")
+        if FileSystems.match([pattern])[0].metadata_list:
+            raise ValueError(f"--output={output!r}: {table}/ already holds Parquet files of an earlier run; "
+                             "give a new directory or remove the old results")
+
+
+def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+    """Adds the whole MIMAMO-Net graph to ``pipeline``: match -> predict -> assemble -> Parquet sinks.
+
+    Options are checked here, while the graph is built (``ValueError`` naming the option and its value).
+
+    Args:
+        pipeline: the pipeline to attach to (a ``beam.Pipeline`` or ``TestPipeline``).
+        options: every option; read through ``view_as(MimamoOptions)``.
+    """
+    mimamo = options.view_as(MimamoOptions)
+    validate_options(mimamo)
+    check_output_is_fresh(mimamo.output)
+    model_config, face_config = build_configs(mimamo)
+    metadata = build_run_metadata(options, model_config)
+    LOGGER.info("building the pipeline: %d input(s) -> %s", len(mimamo.input), mimamo.output)
+
+    matched = pipeline | "MatchVideos" >> MatchVideos(mimamo.input, tuple(mimamo.video_extensions))
+    predict_fn = PredictVideoDoFn(
+        model_config, face_config, progress_dir=mimamo.progress_dir, keep_snippet_rows=mimamo.keep_intermediates
+    )
+    predicted = matched["videos"] | "PredictFrames" >> PredictFrames(predict_fn, mimamo.smoothing_size)
+    summaries = (predicted["videos"], matched["failed"]) | "MergeSummaries" >> beam.Flatten()
+    video_rows = (summaries, predicted["track_stats"]) | "SummariseVideos" >> SummariseVideos()
+
+    output = mimamo.output
+    _ = predicted["frames"] | "WriteFrames" >> WriteTables(
+        FileSystems.join(output, FRAMES_DIR), with_run_metadata(FRAMES_SCHEMA, metadata), mimamo.num_shards
+    )
+    _ = video_rows | "WriteVideos" >> WriteRows(
+        FileSystems.join(output, VIDEOS_DIR), with_run_metadata(VIDEOS_SCHEMA, metadata), mimamo.num_shards
+    )
+    if mimamo.keep_intermediates:
+        _ = predicted["snippet_rows"] | "WriteSnippets" >> WriteTables(
+            FileSystems.join(output, SNIPPETS_DIR), with_run_metadata(SNIPPETS_SCHEMA, metadata), mimamo.num_shards
+        )

@@ -1,0 +1,137 @@
+"""The predict and assemble transforms on real clips with an injected face stage and a light backbone.
+
+The real face stage and ResNet-50 run in ``test_pipeline.py``; here the face stage is a stand-in that serves
+known faces (and can fail part-way), so the streaming, failure and stitching rules can be checked exactly.
+"""
+import functools
+from pathlib import Path
+from typing import Iterator, List
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipeline.transforms import PredictFrames, PredictVideoDoFn, VideoSummary, build_video_row, TrackStats
+from mimamo_ops.errors import VideoError
+from mimamo_ops.faces import FaceConfig, FaceExtractor
+from mimamo_ops.faces.records import FaceRecord, FrameFaces
+from mimamo_ops.phase import PhaseDifferenceExtractor
+from mimamo_ops.predictor import MimamoModel, ModelConfig
+from mimamo_ops.two_stream import TwoStreamRNN
+from tests import clips
+from tests.parity_recipes import gen_state_dict, render, wave_params
+
+FAIL_AFTER = 75  # faces 0..74: more than 64 + 6 + a compute batch, so the predictor has emitted snippets before the failure
+
+
+class ProjectionBackbone:
+    """Deterministic stand-in for ResNet-50: mean-pooled 16x16 RGB times a seeded matrix, ReLU."""
+
+    def __init__(self):
+        self.weight = np.random.default_rng(0).normal(0, 0.05, size=(16 * 16 * 3, 2048)).astype(np.float32)
+
+    def features(self, faces: np.ndarray) -> np.ndarray:
+        pooled = faces.reshape(len(faces), 16, 7, 16, 7, 3).mean(axis=(2, 4)).reshape(len(faces), -1)
+        return np.maximum(pooled.astype(np.float32) @ self.weight, 0.0)
+
+
+def load_light_model(config: ModelConfig) -> MimamoModel:
+    network = TwoStreamRNN().eval()
+    network.load_state_dict(gen_state_dict(network.state_dict(), 3003))
+    return MimamoModel(config, ProjectionBackbone(), network, PhaseDifferenceExtractor().eval())
+
+
+@functools.lru_cache(maxsize=None)
+def face_image(index: int) -> np.ndarray:
+    """uint8 (112, 112, 3): a smooth texture drifting sub-pixel from frame to frame."""
+    rng = np.random.default_rng(5)
+    params = [wave_params(rng, 6) for _ in range(3)]
+    dy, dx = 1.5 * np.sin(index / 4.0), 2.0 * np.sin(index / 7.0)
+    return np.stack([render(p, 112, 112, dy=dy, dx=dx) for p in params], axis=-1)
+
+
+class ScriptedFaces(FaceExtractor):
+    """``good`` videos: 40 frames, face 0 on all but multiples of 5. ``fail`` videos: face 0 on every frame,
+    then VideoError at frame FAIL_AFTER."""
+
+    def __init__(self, config: FaceConfig):
+        self.config = config
+
+    def extract(self, video_path: str) -> Iterator[FrameFaces]:
+        failing = "fail" in Path(video_path).name
+        for index in range(FAIL_AFTER + 1 if failing else 40):
+            if failing and index == FAIL_AFTER:
+                raise VideoError(f"{video_path}: truncated or damaged: decoding ended after {index} frames")
+            faces = ()
+            if failing or index % 5:
+                faces = (FaceRecord(index, index / 30.0, 0, 0.5 + index / 1000.0, (1.0, 2.0, 3.0 + index, 4.0),
+                                    np.zeros((68, 2), np.float32), face_image(index)),)
+            yield FrameFaces(index, index / 30.0, faces)
+
+
+@pytest.fixture(scope="module")
+def tiny_clips(tmp_path_factory) -> List[str]:
+    """Two real (tiny) video files for the probe; the scripted face stage ignores their pixels."""
+    folder = tmp_path_factory.mktemp("tiny")
+    return [str(clips.no_face_clip(folder / name, n_frames=4)) for name in ("good.mp4", "fail.mp4")]
+
+
+def run_predict_frames(uris: List[str], smoothing_size_s=None):
+    config = ModelConfig("unused", "unused", backbone_batch_size=8, gru_sequence_snippets=1, snippet_length=16,
+                         snippet_stride=16)
+    predict_fn = PredictVideoDoFn(config, FaceConfig(), keep_snippet_rows=True, model_loader=load_light_model,
+                                  extractor_factory=ScriptedFaces)
+    pipeline = BeamTestPipeline()
+    outputs = pipeline | beam.Create(uris) | PredictFrames(predict_fn, smoothing_size_s)
+    return pipeline, outputs
+
+
+def test_video_failing_part_way_gets_a_failed_row_and_no_frame_rows(tiny_clips):
+    good, failing = tiny_clips
+    pipeline, outputs = run_predict_frames([good, failing])
+    frame_keys = outputs["frames"] | "FrameKeys" >> beam.FlatMap(
+        lambda table: {(uri, face) for uri, face in zip(table["video_uri"].to_pylist(),
+                                                        table["face_id"].to_pylist())})
+    assert_that(frame_keys, equal_to([(good, 0)]), label="OnlyTheGoodVideoHasFrames")
+    snippet_videos = outputs["snippet_rows"] | "SnippetVideos" >> beam.FlatMap(
+        lambda table: set(table["video_uri"].to_pylist())) | beam.Distinct()
+    assert_that(snippet_videos, equal_to([good, failing]), label="TheFailingVideoHadEmittedSnippets")
+    statuses = outputs["videos"] | "Statuses" >> beam.Map(
+        lambda s: (Path(s.video_uri).name, s.status, s.error_stage, s.frame_count, s.frames_with_face,
+                   (s.error or "").split(":")[0]))
+    assert_that(statuses, equal_to([("good.mp4", "ok", None, 40, 32, ""),
+                                    ("fail.mp4", "failed", "faces", None, None, "VideoError")]), label="Statuses")
+    pipeline.run().wait_until_finish()
+
+
+def test_frame_rows_join_predictions_and_detections_by_frame_index(tiny_clips):
+    good = tiny_clips[0]
+    pipeline, outputs = run_predict_frames([good], smoothing_size_s=0.1)
+
+    def check(tables):
+        (table,) = tables
+        rows = {name: table[name].to_numpy() for name in table.column_names}
+        frames = rows["frame_index"]
+        assert frames.tolist() == [i for i in range(40) if i % 5]
+        np.testing.assert_allclose(rows["timestamp_s"], frames / 30.0)
+        np.testing.assert_allclose(rows["box_x1_px"], 3.0 + frames)
+        np.testing.assert_allclose(rows["confidence"], 0.5 + frames / 1000.0, atol=1e-6)
+        # window int(0.1 * 30) = 3 rows: interior rows are the mean of their neighbours
+        raw = rows["valence"].astype(np.float64)
+        np.testing.assert_allclose(rows["valence_smoothed"][1:-1], (raw[:-2] + raw[1:-1] + raw[2:]) / 3, atol=1e-6)
+
+    assert_that(outputs["frames"], check)
+    pipeline.run().wait_until_finish()
+
+
+def test_video_row_means_over_all_faces_and_failures_keep_their_reason():
+    ok = VideoSummary("a.mp4", "ok", duration_s=1.0, fps=30.0, frame_count=30, faces_found=2, frames_with_face=20)
+    row = build_video_row("a.mp4", [ok], [TrackStats(0, 20, 10.0, 2.0), TrackStats(1, 10, -4.0, 1.0)])
+    assert row["status"] == "ok" and row["mean_valence"] == pytest.approx(0.2)
+    assert row["mean_arousal"] == pytest.approx(0.1)
+    failed = VideoSummary("b.mp4", "failed", error_stage="probe", error="VideoError: b.mp4: empty file (0 bytes)")
+    row = build_video_row("b.mp4", [failed], [])
+    assert (row["status"], row["error_stage"], row["mean_valence"]) == ("failed", "probe", None)
+    assert row["error"] == "VideoError: b.mp4: empty file (0 bytes)"
