@@ -1,0 +1,114 @@
+"""Configuration and the per-frame face records every face stage hands to the rest of the system (spec 2)."""
+import abc
+from dataclasses import dataclass
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor"]
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Settings of the face stage.
+
+    Attributes:
+        multi_face: track every face (stable ``face_id`` per track) instead of only the largest one (spec 2.7,
+            11.3). In single-face mode the face is always ``face_id`` 0, as OpenFace's ``FeatureExtraction``.
+        face_size: side of the aligned crop in pixels (OpenFace ``-simsize``). The similarity scale follows
+            the size, ``0.7 * face_size / 112`` (spec 2.2).
+        mask: black out the pixels outside the face region (OpenFace without ``-nomask``, spec 2.2).
+        openface_path: OpenFace's binary directory (holding ``FeatureExtraction`` and ``FaceLandmarkVidMulti``)
+            or one of those executables; set, it selects the OpenFace stage instead of the built-in one.
+        template_path: OpenFace's ``In-the-wild_aligned_PDM_68.txt`` (or an OpenFace directory holding it) to
+            use as the built-in stage's alignment template; None uses the dlib-derived template
+            (``mimamo_ops.faces.template``), or OpenFace's PDM when ``openface_path`` holds one.
+        detect_every: in multi-face mode, run the full-frame detector every this many frames to find new
+            faces. The detector also runs whenever a face is lost or none is tracked.
+        max_missing_frames: grace period in frames: a track that found no face for more consecutive frames
+            than this ends; a face seen again later gets a new ``face_id``.
+        upsample: times the full-frame detector upsamples the frame (each doubles its size). 0 finds faces of
+            about 80 px and larger; 1 about 40 px, at about 4 times the cost.
+        min_detector_score: threshold on dlib's HOG detector score (0 is dlib's default) for both the
+            full-frame detector and the per-frame quality check.
+        min_track_iou: the least box overlap (intersection over union) with which a detection continues a lost
+            track rather than starting a new one.
+    """
+
+    multi_face: bool = False
+    face_size: int = 112
+    mask: bool = False
+    openface_path: Optional[str] = None
+    template_path: Optional[str] = None
+    detect_every: int = 8
+    max_missing_frames: int = 15
+    upsample: int = 0
+    min_detector_score: float = -0.3
+    min_track_iou: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.face_size < 16 or self.face_size % 2:
+            raise ValueError(f"face_size must be an even number of pixels >= 16, got {self.face_size}")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1 frame, got {self.detect_every}")
+        if self.max_missing_frames < 0:
+            raise ValueError(f"max_missing_frames must be >= 0, got {self.max_missing_frames}")
+        if not 0 <= self.upsample <= 2:
+            raise ValueError(f"upsample must be 0, 1 or 2, got {self.upsample}")
+        if not 0.0 < self.min_track_iou < 1.0:
+            raise ValueError(f"min_track_iou must be in (0, 1), got {self.min_track_iou}")
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One aligned face in one video frame.
+
+    Attributes:
+        frame_index: 0-based index of the decoded video frame (OpenFace's 1-based ``frame`` minus 1).
+        timestamp_s: presentation time of the frame in seconds.
+        face_id: stable 0-based track id within the video.
+        confidence: certainty that this is a well-fitted face, in [0, 1] (OpenFace's ``confidence`` column, or
+            the built-in stage's quality-check score mapped by a logistic).
+        box: (x0, y0, x1, y1) bounding box of the 68 landmarks, pixels in the upright frame.
+        landmarks: float32 (68, 2) iBUG-68 points (x, y), pixels in the upright frame, origin top-left.
+        aligned: uint8 (face_size, face_size, 3) RGB similarity-aligned crop (spec 2.6).
+    """
+
+    frame_index: int
+    timestamp_s: float
+    face_id: int
+    confidence: float
+    box: Tuple[float, float, float, float]
+    landmarks: np.ndarray
+    aligned: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """Every face that passed the quality check in one decoded video frame.
+
+    Attributes:
+        index: 0-based video frame index.
+        timestamp_s: presentation time in seconds.
+        faces: the frame's faces ordered by ``face_id``; empty when no face passed (OpenFace ``-nobadaligned``).
+    """
+
+    index: int
+    timestamp_s: float
+    faces: Tuple[FaceRecord, ...]
+
+
+class FaceExtractor(abc.ABC):
+    """A face stage: video file in, one ``FrameFaces`` per decoded frame out.
+
+    Implementations load their models in the constructor (once per worker), never per video.
+    """
+
+    @abc.abstractmethod
+    def extract(self, video_path: str) -> Iterator[FrameFaces]:
+        """Streams the faces of every decoded frame of ``video_path``, in frame order.
+
+        Raises:
+            mimamo_ops.errors.VideoError: the file cannot be opened or decoded.
+            mimamo_ops.errors.FaceStageError: the face stage itself failed.
+        """

@@ -1,0 +1,260 @@
+"""Face tracking for the built-in stage: detector scheduling, overlap matching, quality check, track ids.
+
+Per frame, each live track places the shape predictor's box from its previous landmarks (no detector), fits
+the landmarks and runs the quality check (``fitting.FaceFitter``). The full-frame detector runs only
+when needed: every ``detect_every`` frames in multi-face mode (to find new faces), and whenever a face was lost
+or none is tracked. Detections continue lost tracks by box overlap (Hungarian assignment on IoU); in
+multi-face mode the others start new tracks. A track that finds no face for more than ``max_missing_frames``
+consecutive frames ends. Single-face mode keeps one track, id 0, on the largest face, as OpenFace's
+``FeatureExtraction`` (spec 2.1).
+"""
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mimamo_ops.faces.landmark_model import LandmarkModel
+from mimamo_ops.faces.fitting import FaceFitter
+from mimamo_ops.faces.records import FaceConfig
+
+__all__ = ["TrackedFace", "FaceTracker", "BoxIdTracker", "box_iou_matrix", "match_boxes", "landmark_box"]
+
+# Two live tracks whose landmark boxes overlap this much follow the same face; the younger one ends.
+_DUPLICATE_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """A face fitted and checked in the current frame.
+
+    Attributes:
+        face_id: stable 0-based track id.
+        landmarks: float32 (68, 2) (x, y) frame pixels.
+        score: HOG detector score from the quality check.
+    """
+
+    face_id: int
+    landmarks: np.ndarray
+    score: float
+
+
+def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box pair.
+
+    Args:
+        a: float (N, 4) boxes (x0, y0, x1, y1) pixels.
+        b: float (M, 4) boxes.
+
+    Returns:
+        float64 (N, M) IoU in [0, 1].
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)[None, :, :]
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = width * height
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def match_boxes(previous: np.ndarray, current: np.ndarray, min_iou: float) -> List[Tuple[int, int]]:
+    """One-to-one matching of boxes by overlap (Hungarian assignment maximising total IoU).
+
+    Args:
+        previous: float (N, 4) boxes (x0, y0, x1, y1).
+        current: float (M, 4) boxes.
+        min_iou: pairs overlapping less than this are not matched.
+
+    Returns:
+        (i, j) index pairs into ``previous`` and ``current``, sorted by i.
+    """
+    if len(previous) == 0 or len(current) == 0:
+        return []
+    iou = box_iou_matrix(previous, current)
+    rows, cols = linear_sum_assignment(-iou)
+    return [(int(i), int(j)) for i, j in zip(rows, cols) if iou[i, j] >= min_iou]
+
+
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    """Returns the float64 (4,) bounding box (x0, y0, x1, y1) of float (68, 2) landmarks (x, y)."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    return np.concatenate([points.min(axis=0), points.max(axis=0)])
+
+
+@dataclass
+class _Track:
+    face_id: int
+    landmarks: np.ndarray  # float32 (68, 2), the last good fit
+    calibration: np.ndarray  # float64 (4,) box in face units, see fitting.FaceFitter
+    shift_px: np.ndarray  # float64 (2,) landmark-centroid motion over the last frame
+    missing: int = 0  # consecutive frames without a good fit
+
+
+class FaceTracker:
+    """Tracks the faces of one video, frame by frame. Make one per video.
+
+    Args:
+        model: the loaded detector and shape predictor (shared across videos).
+        fitter: landmark fitting and quality check (shared across videos).
+        config: tracking settings (``multi_face``, ``detect_every``, ``max_missing_frames``, ``upsample``,
+            ``min_detector_score``, ``min_track_iou``).
+    """
+
+    def __init__(self, model: LandmarkModel, fitter: FaceFitter, config: FaceConfig):
+        self._model = model
+        self._fitter = fitter
+        self._config = config
+        self._tracks: List[_Track] = []
+        self._next_id = 0
+        self._frame_count = 0
+
+    def step(self, gray: np.ndarray) -> List[TrackedFace]:
+        """Processes the next frame of the video.
+
+        Args:
+            gray: uint8 (H, W) grey frame, C-contiguous.
+
+        Returns:
+            The faces that passed the quality check, sorted by ``face_id``.
+        """
+        found: Dict[int, TrackedFace] = {}
+        calibrations: Dict[int, np.ndarray] = {}
+        lost = []
+        for track in self._tracks:
+            if track.missing == 0:
+                landmarks, score = self._fitter.fit_tracked(gray, track.landmarks, track.calibration, track.shift_px)
+                if score is not None:
+                    found[track.face_id] = TrackedFace(track.face_id, landmarks, score)
+                    continue
+            lost.append(track)
+        if self._needs_detection(bool(lost)):
+            self._use_detections(gray, found, calibrations, lost)
+        self._frame_count += 1
+        self._update_tracks(found, calibrations)
+        return [found[face_id] for face_id in sorted(found)]
+
+    def _needs_detection(self, lost: bool) -> bool:
+        if lost or not self._tracks:
+            return True
+        return self._config.multi_face and self._frame_count % self._config.detect_every == 0
+
+    def _use_detections(self, gray: np.ndarray, found: Dict[int, TrackedFace],
+                        calibrations: Dict[int, np.ndarray], lost: Sequence[_Track]) -> None:
+        boxes, scores = self._model.detect(gray, self._config.upsample, self._config.min_detector_score)
+        if len(boxes) and found:
+            tracked_boxes = np.stack([landmark_box(face.landmarks) for face in found.values()])
+            free = box_iou_matrix(boxes, tracked_boxes).max(axis=1) < self._config.min_track_iou
+            boxes, scores = boxes[free], scores[free]
+        if len(boxes) == 0:
+            return
+        starts: List[Tuple[int, Optional[int]]] = []  # (detection index, face id or None for a new track)
+        if not self._config.multi_face:
+            if not found:
+                areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+                starts.append((int(np.argmax(areas + 1e-3 * scores)), 0))
+        else:
+            lost_boxes = np.array([landmark_box(track.landmarks) for track in lost]).reshape(-1, 4)
+            starts.extend((j, lost[i].face_id) for i, j in match_boxes(lost_boxes, boxes, self._config.min_track_iou))
+            matched = {j for j, _ in starts}
+            starts.extend((int(j), None) for j in np.argsort(-scores) if int(j) not in matched)
+        for j, face_id in starts:
+            landmarks, score = self._fitter.fit_detected(gray, boxes[j])
+            if score is None:
+                continue
+            if face_id is None:
+                face_id = self._next_id
+                self._next_id += 1
+            found[face_id] = TrackedFace(face_id, landmarks, score)
+            calibrations[face_id] = self._fitter.calibration(boxes[j], landmarks)
+
+    def _update_tracks(self, found: Dict[int, TrackedFace], calibrations: Dict[int, np.ndarray]) -> None:
+        by_id = {track.face_id: track for track in self._tracks}
+        for face_id in self._find_duplicates(found):
+            del found[face_id]
+            by_id.pop(face_id, None)
+        tracks = []
+        for face_id in sorted(set(by_id) | set(found)):
+            track = by_id.get(face_id)
+            if face_id in found:
+                landmarks = found[face_id].landmarks
+                if face_id in calibrations or track is None or track.missing:
+                    shift = np.zeros(2)
+                else:
+                    shift = landmarks.mean(axis=0).astype(np.float64) - track.landmarks.mean(axis=0)
+                calibration = calibrations[face_id] if face_id in calibrations else track.calibration
+                track = _Track(face_id, landmarks, calibration, shift)
+            else:
+                track.missing += 1
+            if track.missing <= self._config.max_missing_frames:
+                tracks.append(track)
+        self._tracks = tracks
+
+    @staticmethod
+    def _find_duplicates(found: Dict[int, TrackedFace]) -> List[int]:
+        """Returns the ids of faces that overlap an older (lower-id) face of this frame."""
+        ids = sorted(found)
+        if len(ids) < 2:
+            return []
+        boxes = np.stack([landmark_box(found[i].landmarks) for i in ids])
+        iou = box_iou_matrix(boxes, boxes)
+        duplicates: List[int] = []
+        for younger in range(1, len(ids)):
+            older = [o for o in range(younger) if ids[o] not in duplicates]
+            if older and iou[older, younger].max() > _DUPLICATE_IOU:
+                duplicates.append(ids[younger])
+        return duplicates
+
+
+class BoxIdTracker:
+    """Stable ids for per-frame face boxes from an external tracker (OpenFace's multi-face slots are not
+    identity-stable, spec 2.7): overlap matching against the last box of each live id, Hungarian assignment,
+    and the same grace period as the built-in tracker.
+
+    Args:
+        min_iou: least overlap that continues an id.
+        max_missing_frames: frames an id may go unseen before it ends.
+    """
+
+    def __init__(self, min_iou: float, max_missing_frames: int):
+        self._min_iou = min_iou
+        self._max_missing = max_missing_frames
+        self._boxes: List[np.ndarray] = []
+        self._ids: List[int] = []
+        self._missing: List[int] = []
+        self._next_id = 0
+
+    def assign(self, boxes: np.ndarray) -> List[int]:
+        """Returns one stable id per box of the current frame.
+
+        Args:
+            boxes: float (K, 4) this frame's boxes (x0, y0, x1, y1) pixels.
+
+        Returns:
+            K ids, in the order of ``boxes``.
+        """
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        previous = np.array(self._boxes).reshape(-1, 4)
+        ids: List[Optional[int]] = [None] * len(boxes)
+        seen = set()
+        for i, j in match_boxes(previous, boxes, self._min_iou):
+            ids[j] = self._ids[i]
+            seen.add(i)
+            self._boxes[i] = boxes[j]
+            self._missing[i] = 0
+        for i in range(len(self._ids)):
+            if i not in seen:
+                self._missing[i] += 1
+        keep = [i for i in range(len(self._ids)) if self._missing[i] <= self._max_missing]
+        self._boxes = [self._boxes[i] for i in keep]
+        self._ids = [self._ids[i] for i in keep]
+        self._missing = [self._missing[i] for i in keep]
+        for j, face_id in enumerate(ids):
+            if face_id is None:
+                ids[j] = self._next_id
+                self._boxes.append(boxes[j])
+                self._ids.append(self._next_id)
+                self._missing.append(0)
+                self._next_id += 1
+        return [int(face_id) for face_id in ids]
