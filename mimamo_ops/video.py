@@ -21,10 +21,10 @@ counter-clockwise) and applied with ``np.rot90``, so frames come out upright; fl
 
 Errors: every failure raises :class:`mimamo_ops.errors.VideoError` naming the file and the cause. A damaged or
 truncated file first yields every frame that decoded, then raises once: ``"<file>: decoding failed at frame N:
-<cause>"`` when FFmpeg reports an error, or ``"<file>: truncated or damaged: decoding ended after N frames, the
-container declares M"`` when the stream just ends early (a truncated mp4 or AVI; with frame threading FFmpeg
-often reports nothing). Containers that declare no frame count (Matroska) cannot tell a short video from a
-truncated one; there an early end only logs a warning.
+<cause>"`` when FFmpeg reports an error, or ``"<file>: truncated or damaged: decoding ended after N frames ..."``
+when the stream just ends well before both the frame count and the duration its container declares (a cut mp4;
+with frame threading FFmpeg often reports no error). Where the container cannot vouch for both (a cut AVI or
+Matroska file), an early end only logs a warning (``_check_complete``).
 """
 import dataclasses
 import heapq
@@ -194,27 +194,41 @@ def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[i
         except _DECODE_ERRORS as exc:
             raise VideoError(f"{name}: decoding failed at frame {index}: {_cause(exc)}") from exc
         if end_frame is None or index < end_frame:
-            _check_complete(container, stream, index, last_timestamp_s, name)
+            _check_complete(container, stream, index, last_timestamp_s, fps, name)
 
 
 def _check_complete(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                    n_decoded: int, last_timestamp_s: Optional[float], name: str) -> None:
-    """Raises if decoding ended well short of the frame count the container declares (a truncated file).
+                    n_decoded: int, last_timestamp_s: Optional[float], fps: float, name: str) -> None:
+    """Raises (or warns) when decoding ended well before the end the container declares: a truncated file.
 
-    The allowed shortfall, ``max(2, declared // 100)`` frames, absorbs edit lists that hide a frame or two.
-    Containers that declare no count (Matroska, WebM) only state a duration, which may include a longer audio
-    track, so there a video ending more than 0.5 s before it only logs a warning.
+    Two signs are weighed. Count: more than ``max(2, declared // 100)`` frames fewer than the container's
+    frame count (the slack absorbs edit lists that hide a frame or two). Time: the last frame more than
+    ``max(0.5 s, 2 frames)`` before the stream's duration. Both together raise. The count alone only warns:
+    AVI counts dropped-frame placeholders that decode to nothing, and a cut AVI loses the index its duration
+    comes from. Without a frame count (Matroska, WebM) the duration, possibly the container's and so
+    including a longer audio track, only warns.
     """
-    if stream.frames:
-        declared = int(stream.frames)
-        if declared - n_decoded > max(2, declared // 100):
-            raise VideoError(f"{name}: truncated or damaged: decoding ended after {n_decoded} frames, the container "
-                             f"declares {declared}")
-        return
-    duration_s = _duration_s(container, stream)
-    if duration_s is not None and (last_timestamp_s is None or last_timestamp_s + 0.5 < duration_s):
-        logger.warning("%s: the video ended at %s s, the container says it lasts %.3f s (truncated file?)",
-                       name, last_timestamp_s, duration_s)
+    declared = int(stream.frames or 0)
+    stream_duration_s = float(stream.duration * stream.time_base) if stream.duration else None
+    duration_s = stream_duration_s if stream_duration_s is not None else _duration_s(container, stream)
+    slack_s = max(0.5, 2.0 / fps)
+    short_time = duration_s is not None and (last_timestamp_s is None or last_timestamp_s + slack_s < duration_s)
+    if declared:
+        if declared - n_decoded <= max(2, declared // 100):
+            return
+        if stream_duration_s is None or short_time:
+            raise VideoError(f"{name}: truncated or damaged: decoding ended after {n_decoded} frames "
+                             f"({_format_s(last_timestamp_s)}), the container declares {declared} frames "
+                             f"({_format_s(duration_s)})")
+        logger.warning("%s: decoded %d frames, the container declares %d (truncated file, or dropped-frame "
+                       "placeholders)", name, n_decoded, declared)
+    elif short_time:
+        logger.warning("%s: the video ended at %s, the container says it lasts %s (truncated file?)",
+                       name, _format_s(last_timestamp_s), _format_s(duration_s))
+
+
+def _format_s(seconds: Optional[float]) -> str:
+    return "an unknown time" if seconds is None else f"{seconds:.3f} s"
 
 
 def _decode_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
