@@ -1,0 +1,68 @@
+"""Times phase-difference extraction for one 64-frame snippet (spec 10.1 item 1).
+
+Prints milliseconds per snippet for the cached path (``frame_coefficients`` on the 76 distinct frames
+the snippet's windows touch, then ``window_differences`` on its 64 windows) and for the original's
+per-window path (``snippet_differences``: the pyramid of all 64 x 13 window images), with
+``torch.set_num_threads(2)`` as in the parity README's baseline (1.87 s for the original code).
+
+Usage: ``python bench/bench_phase.py [--repeats N] [--device cpu|cuda]``.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from mimamo_ops.phase import NUM_PHASE, PHASE_SIZE, WINDOW, PhaseDifferenceExtractor
+
+SNIPPET_LENGTH = 64
+
+
+def time_ms(fn, repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
+    fn()
+    runs = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        runs.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per stage (median reported)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    device = torch.device(args.device)
+
+    rng = np.random.default_rng(0)
+    num_frames = SNIPPET_LENGTH + NUM_PHASE
+    frames = torch.from_numpy(rng.uniform(0, 1, (num_frames, PHASE_SIZE, PHASE_SIZE)).astype(np.float32)).to(device)
+    windows = torch.arange(SNIPPET_LENGTH)[:, None] + torch.arange(WINDOW)[None, :]
+    snippet = frames[windows].unsqueeze(0)  # (1, 64, 13, 48, 48)
+    extractor = PhaseDifferenceExtractor().to(device)
+
+    with torch.inference_mode():
+        coeffs = extractor.frame_coefficients(frames)
+        frame_ms = time_ms(lambda: extractor.frame_coefficients(frames), args.repeats, device)
+        window_ms = time_ms(lambda: extractor.window_differences(coeffs, windows), args.repeats, device)
+        per_window_ms = time_ms(lambda: extractor.snippet_differences(snippet), args.repeats, device)
+    cached_ms = frame_ms + window_ms
+    print(f"device {device}, threads {torch.get_num_threads()}, snippet of {SNIPPET_LENGTH} frames")
+    print(f"frame_coefficients ({num_frames} frames):     {frame_ms:8.1f} ms")
+    print(f"window_differences ({SNIPPET_LENGTH} windows):    {window_ms:8.1f} ms")
+    print(f"cached path total:                    {cached_ms:8.1f} ms per snippet")
+    print(f"per-window path (snippet_differences): {per_window_ms:8.1f} ms per snippet")
+    print(f"speed-up of caching over per-window:  {per_window_ms / cached_ms:8.2f} x")
+    print(f"speed-up over the original (1870 ms): {1870.0 / cached_ms:8.2f} x")
+
+
+if __name__ == "__main__":
+    main()
