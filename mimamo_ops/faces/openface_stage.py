@@ -157,7 +157,8 @@ class OpenFaceExtractor(FaceExtractor):
         except OSError as error:
             raise FaceStageError(f"{video_path}: cannot run {self.binary} ({error})") from error
         if result.returncode != 0:
-            tail = result.stderr.strip()[-_STDERR_TAIL_CHARS:] or "(no stderr)"
+            lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+            tail = " | ".join(lines)[-_STDERR_TAIL_CHARS:] or "(no stderr)"
             raise FaceStageError(f"{video_path}: {self.binary.name} exited with code {result.returncode}: {tail}")
 
     def _frame_faces(self, index: int, rows: List[Tuple[int, float, float, np.ndarray]], aligned_dir: Path,
