@@ -12,7 +12,9 @@ The spec's roll-based ``fftshift`` / ``ifftshift`` (spec 7.5; for the even sizes
 the half-size roll) and the centred spectrum crops (spec 7.6 step 4) are folded into the buffers once:
 each mask is stored ``ifftshift``-ed, and each level keeps the index of its cropped spectrum inside the
 un-shifted full spectrum. Because a shift or a crop only permutes or selects entries, and multiplication
-by a mask is element-wise, this gives exactly the spectra the shift/crop/multiply sequence gives.
+by a mask is element-wise, this gives exactly the spectra the shift/crop/multiply sequence gives. The band
+factor ``(-i)^(nbands-1)`` multiplies the cropped spectrum once per level instead of every band mask;
+its parts are 0 and +-1, so the products are the same.
 """
 import math
 from typing import Dict, List, Sequence, Tuple, Union
@@ -104,6 +106,9 @@ class ComplexSteerablePyramid(torch.nn.Module):
         scale_factor: ratio between the centre frequencies of successive levels, > 1 (the radial
             tables shift by ``log2(scale_factor)`` per level); the spectrum is always halved.
 
+    Attributes:
+        level_sizes: ``M_l`` of each band level, level 1 first (96 and 48 for MIMAMO-Net).
+
     Raises:
         ValueError: an argument is outside its valid range (the message gives the range).
     """
@@ -120,12 +125,13 @@ class ComplexSteerablePyramid(torch.nn.Module):
         x_rad, yr, yir = _radial_table()
         xc, yc = _angular_table(self.nbands)
         log_rad, angle = _polar_grid(self.image_size)
-        band_factor = (-1j) ** (self.nbands - 1)
+        # (-i)^(nbands-1) (spec 7.6 step 3), applied to the cropped spectrum: exact, as its parts are 0, +-1.
+        self.band_factor = complex((-1j) ** (self.nbands - 1))
 
         self.register_buffer("highpass_mask", _shifted(_interp(log_rad, x_rad, yr)), persistent=False)
         lowpass = torch.from_numpy(_interp(log_rad, x_rad, yir))  # lo0, centred, float32
-        spectrum_index = np.arange(self.image_size)  # centred position -> un-shifted full-spectrum index
-        spectrum_index = np.fft.fftshift(spectrum_index)
+        # centred position -> index in the un-shifted full spectrum (fftshift of the identity)
+        spectrum_index = _roll_half(np.arange(self.image_size))
         self.level_sizes: List[int] = []
         for level in range(1, self.num_levels + 1):
             x_rad = x_rad - math.log2(self.scale_factor)
@@ -133,22 +139,21 @@ class ComplexSteerablePyramid(torch.nn.Module):
             masks = []
             for band in range(self.nbands):
                 anglemask = torch.from_numpy(_interp(angle, xc + np.pi * band / self.nbands, yc))
-                masks.append(lowpass * anglemask * himask * band_factor)
+                masks.append(lowpass * anglemask * himask)
             size = log_rad.shape[0]
             self.level_sizes.append(size)
             self.register_buffer(f"band_masks_{level}", _shifted(torch.stack(masks)), persistent=False)
             self.register_buffer(
-                f"spectrum_index_{level}", torch.from_numpy(np.fft.ifftshift(spectrum_index)), persistent=False
+                f"spectrum_index_{level}", torch.from_numpy(_roll_half(spectrum_index)), persistent=False
             )
             start, end = _crop_bounds(size)
             log_rad = log_rad[start:end, start:end]
             angle = angle[start:end, start:end]
             spectrum_index = spectrum_index[start:end]
             lowpass = lowpass[start:end, start:end] * torch.from_numpy(_interp(log_rad, x_rad, yir))
-        self.lowpass_size = log_rad.shape[0]
         self.register_buffer("lowpass_mask", _shifted(lowpass), persistent=False)
         self.register_buffer(
-            "lowpass_spectrum_index", torch.from_numpy(np.fft.ifftshift(spectrum_index)), persistent=False
+            "lowpass_spectrum_index", torch.from_numpy(_roll_half(spectrum_index)), persistent=False
         )
 
     def build(self, images: torch.Tensor) -> PyramidOutput:
@@ -203,6 +208,8 @@ class ComplexSteerablePyramid(torch.nn.Module):
         out = []
         for level in levels:
             cropped = _gather(spectrum, getattr(self, f"spectrum_index_{level}"), self.image_size)
+            if self.band_factor != 1:
+                cropped = cropped * self.band_factor
             masks = getattr(self, f"band_masks_{level}")
             out.append(torch.fft.ifft2(cropped.unsqueeze(-3) * masks))
         return out
@@ -210,6 +217,11 @@ class ComplexSteerablePyramid(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"image_size={self.image_size}, height={self.height}, nbands={self.nbands}, "
                 f"scale_factor={self.scale_factor}")
+
+
+def _roll_half(index: np.ndarray) -> np.ndarray:
+    """Roll by half the (even) length: both ``fftshift`` and ``ifftshift`` of spec 7.5."""
+    return np.roll(index, index.shape[0] // 2)
 
 
 def _shifted(mask: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
