@@ -1,10 +1,10 @@
 """Face tracking for the built-in stage: detector scheduling, overlap matching, quality check, track ids.
 
-Per frame, each live track places the shape predictor's box from its previous landmarks (no detector), fits
-the landmarks and runs the quality check (``fitting.FaceFitter``). The full-frame detector runs only
-when needed: every ``detect_every`` frames in multi-face mode (to find new faces), and whenever a face was lost
-or none is tracked. Detections continue lost tracks by box overlap (Hungarian assignment on IoU); in
-multi-face mode the others start new tracks. A track that finds no face for more than ``max_missing_frames``
+Per frame, each live track places the shape predictor from its previous landmarks (no detector), fits the
+landmarks and runs the quality check (``fitting.FaceFitter``). The full-frame detector runs only when needed:
+every ``detect_every`` frames in multi-face mode (to find new faces), and whenever a face was lost or none is
+tracked. Detections continue lost tracks by box overlap, or by nearness for faces that moved further than their
+size (Hungarian assignment); in multi-face mode the others start new tracks. A track that finds no face for more than ``max_missing_frames``
 consecutive frames ends. Single-face mode keeps one track, id 0, on the largest face, as OpenFace's
 ``FeatureExtraction`` (spec 2.1).
 """
@@ -22,6 +22,9 @@ __all__ = ["TrackedFace", "FaceTracker", "BoxIdTracker", "box_iou_matrix", "matc
 
 # Two live tracks whose landmark boxes overlap this much follow the same face; the younger one ends.
 _DUPLICATE_IOU = 0.5
+# A detection also continues a lost track when its centre is within this many face sizes of where the track
+# should be (faces moving further than their size per frame, which overlap cannot follow).
+_MAX_CENTRE_DISTANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,22 +62,37 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def match_boxes(previous: np.ndarray, current: np.ndarray, min_iou: float) -> List[Tuple[int, int]]:
-    """One-to-one matching of boxes by overlap (Hungarian assignment maximising total IoU).
+def match_boxes(previous: np.ndarray, current: np.ndarray, min_iou: float,
+                max_centre_distance: float = 0.0) -> List[Tuple[int, int]]:
+    """One-to-one matching of boxes by overlap (Hungarian assignment), optionally also by nearness.
+
+    A pair may match when its IoU is at least ``min_iou`` or, for faces that moved further than their size
+    between the two boxes' frames, when the centres are at most ``max_centre_distance`` box sizes apart
+    (size: square root of the previous box's area). The assignment minimises the total of
+    (normalised centre distance - IoU) over allowed pairs.
 
     Args:
         previous: float (N, 4) boxes (x0, y0, x1, y1).
         current: float (M, 4) boxes.
-        min_iou: pairs overlapping less than this are not matched.
+        min_iou: overlap that always allows a pair.
+        max_centre_distance: centre distance, in previous-box sizes, that also allows a pair (0: overlap only).
 
     Returns:
         (i, j) index pairs into ``previous`` and ``current``, sorted by i.
     """
     if len(previous) == 0 or len(current) == 0:
         return []
+    previous = np.asarray(previous, dtype=np.float64).reshape(-1, 4)
+    current = np.asarray(current, dtype=np.float64).reshape(-1, 4)
     iou = box_iou_matrix(previous, current)
-    rows, cols = linear_sum_assignment(-iou)
-    return [(int(i), int(j)) for i, j in zip(rows, cols) if iou[i, j] >= min_iou]
+    size = np.sqrt(np.maximum((previous[:, 2] - previous[:, 0]) * (previous[:, 3] - previous[:, 1]), 1e-9))
+    centre_prev = (previous[:, :2] + previous[:, 2:]) / 2
+    centre_cur = (current[:, :2] + current[:, 2:]) / 2
+    distance = np.linalg.norm(centre_prev[:, None] - centre_cur[None], axis=2) / size[:, None]
+    allowed = (iou >= min_iou) | (distance <= max_centre_distance)
+    cost = np.where(allowed, distance - iou, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(i), int(j)) for i, j in zip(rows, cols) if allowed[i, j]]
 
 
 def landmark_box(landmarks: np.ndarray) -> np.ndarray:
@@ -155,8 +173,11 @@ class FaceTracker:
                 areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
                 starts.append((int(np.argmax(areas + 1e-3 * scores)), 0))
         else:
-            lost_boxes = np.array([landmark_box(track.landmarks) for track in lost]).reshape(-1, 4)
-            starts.extend((j, lost[i].face_id) for i, j in match_boxes(lost_boxes, boxes, self._config.min_track_iou))
+            # Where each lost face should be now, moving on at its last velocity.
+            lost_boxes = np.array([landmark_box(track.landmarks) + np.tile(track.shift_px * (track.missing + 1), 2)
+                                   for track in lost]).reshape(-1, 4)
+            matches = match_boxes(lost_boxes, boxes, self._config.min_track_iou, _MAX_CENTRE_DISTANCE)
+            starts.extend((j, lost[i].face_id) for i, j in matches)
             matched = {j for j, _ in starts}
             starts.extend((int(j), None) for j in np.argsort(-scores) if int(j) not in matched)
         for j, face_id in starts:
@@ -179,10 +200,11 @@ class FaceTracker:
             track = by_id.get(face_id)
             if face_id in found:
                 landmarks = found[face_id].landmarks
-                if face_id in calibrations or track is None or track.missing:
+                if track is None:
                     shift = np.zeros(2)
-                else:
-                    shift = landmarks.mean(axis=0).astype(np.float64) - track.landmarks.mean(axis=0)
+                else:  # mean motion per frame since the track's last fit
+                    shift = (landmarks.mean(axis=0).astype(np.float64) - track.landmarks.mean(axis=0)) / (
+                        track.missing + 1)
                 calibration = calibrations[face_id] if face_id in calibrations else track.calibration
                 track = _Track(face_id, landmarks, calibration, shift)
             else:
@@ -238,7 +260,7 @@ class BoxIdTracker:
         previous = np.array(self._boxes).reshape(-1, 4)
         ids: List[Optional[int]] = [None] * len(boxes)
         seen = set()
-        for i, j in match_boxes(previous, boxes, self._min_iou):
+        for i, j in match_boxes(previous, boxes, self._min_iou, _MAX_CENTRE_DISTANCE):
             ids[j] = self._ids[i]
             seen.add(i)
             self._boxes[i] = boxes[j]

@@ -152,3 +152,9 @@ def test_rotated_clip_faces_come_back_upright(clip_dir, single):
     assert probe_video(str(path)).width == 640
     frames = list(single.extract(str(path)))
     assert sum(bool(f.faces) for f in frames) >= 9
+
+
+def test_two_fast_faces_keep_their_ids_when_moving_further_than_their_size_per_frame(clip_dir, multi):
+    path = clips.two_faces_clip(clip_dir / "two_fast.mp4", n_frames=10)  # about 50 px per frame
+    frames = list(multi.extract(str(path)))
+    assert [sorted(face.face_id for face in f.faces) for f in frames] == [[0, 1]] * 10

@@ -44,3 +44,12 @@ def test_box_id_tracker_keeps_ids_through_motion_and_a_short_gap_and_ends_after_
     for _ in range(3):
         ids.assign(np.stack([a + 12]))  # b unseen for 3 > 2 frames: its track ends
     assert ids.assign(np.stack([a + 12, b + 8])) == [0, 2]
+
+
+def test_match_boxes_by_nearness_follows_a_face_that_moved_further_than_its_size():
+    previous = np.array([[0, 0, 50, 50], [0, 200, 50, 250]], dtype=float)
+    current = np.array([[40, 205, 90, 255], [45, 0, 95, 50]], dtype=float)  # both moved ~45 px: IoU < 0.1
+    assert match_boxes(previous, current, 0.2) == []
+    assert match_boxes(previous, current, 0.2, max_centre_distance=1.0) == [(0, 1), (1, 0)]
+    far = np.array([[200, 0, 250, 50]], dtype=float)
+    assert match_boxes(previous, far, 0.2, max_centre_distance=1.0) == []
