@@ -8,6 +8,7 @@ a file. The ``resnet50_ferplus_dag.py`` model definition the original imported i
 """
 import datetime
 import html.parser
+import http.client
 import http.cookiejar
 import http.cookies
 import json
@@ -307,7 +308,7 @@ def _download(url: str, destination: Path, timeout_s: float) -> None:
             raise WeightsFetchError(f"cannot download {current}: HTTP {error.code} {error.reason}") from None
         except urllib.error.URLError as error:
             raise WeightsFetchError(f"cannot download {current}: {error.reason}") from None
-        except OSError as error:  # timeouts and resets while reading the body
+        except (OSError, http.client.HTTPException) as error:  # timeouts, resets, short bodies
             raise WeightsFetchError(f"cannot download {current}: {error}") from None
         if expected_bytes is not None and written != int(expected_bytes):
             raise WeightsFetchError(f"cannot download {current}: got {written} of {expected_bytes} bytes")

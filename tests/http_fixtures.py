@@ -6,7 +6,8 @@
 * ``/uc-cookie?export=download&id=ID`` is the older Drive variant: a ``download_warning_*`` cookie holds a token
   and the bytes come only when ``&confirm=TOKEN`` is appended.
 * ``/uc-quota?...`` answers Drive's "quota exceeded" HTML page with no way forward.
-* ``/files/NAME`` serves a file plainly, as www.robots.ox.ac.uk does.
+* ``/files/NAME`` serves a file plainly, as www.robots.ox.ac.uk does; ``/short/NAME`` announces the full
+  length but closes the connection after half the bytes.
 
 It also writes the synthetic weight files these hosts serve, in the official formats (spec 5.1, 5.2).
 """
@@ -113,8 +114,9 @@ class WeightsHosts:
         """The share link of a Drive file; ``variant`` is "uc" (form page), "uc-cookie" or "uc-quota"."""
         return f"{self.base_url}/{variant}?export=download&id={file_id}"
 
-    def file_url(self, name: str) -> str:
-        return f"{self.base_url}/files/{name}"
+    def file_url(self, name: str, route: str = "files") -> str:
+        """URL of a plainly served file; ``route`` "short" sends only half of it."""
+        return f"{self.base_url}/{route}/{name}"
 
     def __enter__(self) -> "WeightsHosts":
         self._thread.start()
@@ -149,6 +151,8 @@ class WeightsHosts:
             _send_html(handler, _QUOTA_PAGE)
         elif parts.path.startswith("/files/") and parts.path[len("/files/") :] in self.plain_files:
             _send_file(handler, self.plain_files[parts.path[len("/files/") :]])
+        elif parts.path.startswith("/short/") and parts.path[len("/short/") :] in self.plain_files:
+            _send_file(handler, self.plain_files[parts.path[len("/short/") :]], fraction=0.5)
         else:
             _send_html(handler, "<html><title>404 Not Found</title></html>", status=404)
 
@@ -166,10 +170,16 @@ def _send_html(
     handler.wfile.write(body)
 
 
-def _send_file(handler: http.server.BaseHTTPRequestHandler, path: Path) -> None:
+def _send_file(handler: http.server.BaseHTTPRequestHandler, path: Path, fraction: float = 1.0) -> None:
+    """Sends ``path`` with its full Content-Length, but only the first ``fraction`` of its bytes."""
+    size = path.stat().st_size
     handler.send_response(200)
     handler.send_header("Content-Type", "application/octet-stream")
-    handler.send_header("Content-Length", str(path.stat().st_size))
+    handler.send_header("Content-Length", str(size))
     handler.end_headers()
     with open(path, "rb") as stream:
-        shutil.copyfileobj(stream, handler.wfile, 1 << 20)
+        if fraction >= 1.0:
+            shutil.copyfileobj(stream, handler.wfile, 1 << 20)
+        else:
+            handler.wfile.write(stream.read(int(size * fraction)))
+            handler.close_connection = True

@@ -137,6 +137,14 @@ def test_offline_error_names_url_reason_and_manual_steps(tmp_path, capsys):
     assert list(cache.iterdir()) == []
 
 
+def test_short_download_is_rejected_and_leaves_nothing(tmp_path, hosts):
+    urls = {MIMAMO: hosts.drive_url(DRIVE_ID), BACKBONE: hosts.file_url(BACKBONE_NAME, route="short")}
+    with pytest.raises(WeightsFetchError, match=f"cannot download {hosts.file_url(BACKBONE_NAME, route='short')}: "):
+        fetch_weights(tmp_path, urls=urls)
+    assert not (tmp_path / BACKBONE_NAME).exists() and (tmp_path / FILENAMES[MIMAMO]).exists()
+    assert _leftovers(tmp_path) == []
+
+
 def test_drive_quota_page_is_reported(tmp_path, hosts):
     urls = {MIMAMO: hosts.drive_url(DRIVE_ID, "uc-quota"), BACKBONE: hosts.file_url(BACKBONE_NAME)}
     with pytest.raises(WeightsFetchError, match="HTML page \\(Google Drive - Quota exceeded\\) instead of the file"):
