@@ -161,6 +161,23 @@ class MimamoOptions(PipelineOptions):
             "smoothed columns equal the raw ones.",
         )
 
+        watch_group = parser.add_argument_group("watch mode")
+        watch_group.add_argument(
+            "--watch", action="store_true", default=False,
+            help="Keep running: scan the inputs every --watch_interval seconds and process each new video once "
+            "it has stopped growing; videos with results in --output are never processed again, also after a "
+            "restart. Ctrl-C stops after the current batch. The seed's daemon mode.",
+        )
+        watch_group.add_argument(
+            "--watch_interval", "--watch-interval", dest="watch_interval", type=float, default=10.0,
+            help="Seconds between two scans of the inputs in --watch mode; a video is taken once its size and "
+            "modification time are the same at two consecutive scans.",
+        )
+        watch_group.add_argument(
+            "--watch_batch_size", type=int, default=1,
+            help="Videos per pipeline run in --watch mode; Ctrl-C waits for the batch being processed.",
+        )
+
         log_group = parser.add_argument_group("logging")
         log_group.add_argument(
             "--log", action="store_true", default=False, help="Log to the console at INFO level."
@@ -205,6 +222,8 @@ def validate_options(options: MimamoOptions, require_io: bool = True) -> None:
     _require(options.num_shards >= 0, "num_shards", options.num_shards, "must be >= 0")
     _require(options.smoothing_size is None or options.smoothing_size >= 0, "smoothing_size",
              options.smoothing_size, "must be >= 0 seconds")
+    _require(options.watch_interval > 0, "watch_interval", options.watch_interval, "must be > 0 seconds")
+    _require(options.watch_batch_size >= 1, "watch_batch_size", options.watch_batch_size, "must be >= 1")
     _require(bool(options.video_extensions), "video_extensions", options.video_extensions, "give one or more")
     for extension in options.video_extensions:
         _require(extension.startswith(".") and len(extension) > 1, "video_extensions", extension,
