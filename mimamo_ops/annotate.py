@@ -5,7 +5,7 @@ not emotions. Here each decoded frame (:func:`mimamo_ops.video.iter_frames`, upr
 found in it:
 
 * the face box, in the face's colour (:func:`mimamo_ops.plots.face_color_rgb`, the same colour as in the plot);
-* a label ``face K`` above the box;
+* a label ``face K`` in white on a tab of the face's colour above the box's top-left corner;
 * two horizontal gauges below the box (above it when there is no room), ``V`` for valence and ``A`` for arousal:
   on a dark panel, a grey track for [-1, 1] with a tick at 0, a bar from 0 to the smoothed value (green when positive, red when
   negative), and the value as text.
@@ -123,14 +123,22 @@ def draw_face_overlay(rgb: np.ndarray, overlay: FaceOverlay) -> None:
     box_thickness = max(2, int(round(3 * scale)))
     x0, y0, x1, y1 = (int(round(v)) for v in overlay.box_px)
     cv2.rectangle(rgb, (x0, y0), (x1, y1), color, box_thickness)
+    # The label: white text on a tab of the face's colour sitting on the box's top-left corner.
     text_thickness = max(1, int(round(scale)))
-    cv2.putText(rgb, f"face {overlay.face_id}", (x0, max(12, y0 - box_thickness - 3)), cv2.FONT_HERSHEY_SIMPLEX,
-                0.5 * scale, color, text_thickness, cv2.LINE_AA)
+    label = f"face {overlay.face_id}"
+    (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale,
+                                                          text_thickness)
+    tab_bottom = max(text_height + baseline + 4, y0 - box_thickness // 2)
+    tab_left = x0 - box_thickness // 2
+    cv2.rectangle(rgb, (tab_left, tab_bottom - text_height - baseline - 4), (tab_left + text_width + 6, tab_bottom),
+                  color, cv2.FILLED)
+    cv2.putText(rgb, label, (tab_left + 3, tab_bottom - baseline - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale,
+                TEXT_RGB, text_thickness, cv2.LINE_AA)
     gauge_step = int(round((GAUGE_HEIGHT_PX + 6) * scale))
     block_height = 2 * gauge_step
     top = y1 + box_thickness + 4
     if top + block_height > height_px:
-        top = max(0, y0 - box_thickness - 20 * scale - block_height)
+        top = max(0, y0 - box_thickness - int(24 * scale) - block_height)
     block_width = int(round((LABEL_WIDTH_PX + GAUGE_WIDTH_PX + VALUE_WIDTH_PX) * scale))
     left = int(np.clip(x0, 0, max(0, width_px - block_width)))
     top = int(top)
