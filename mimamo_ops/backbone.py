@@ -255,8 +255,9 @@ class BackboneRunner:
     """Holds an eval-mode ``ResNet50FerPlus`` on a device and turns face crops into features.
 
     Defaults are the fastest exact configuration measured on a 2-core CPU (``bench/bench_backbone.py``): float32,
-    channels_last, batches of 32, glibc allocator tuned. ``precision="bf16"`` (bfloat16 autocast) is about twice
-    as fast but changes the features by up to ~1 % of their range, so it is opt-in.
+    channels_last, batches of 32, glibc allocator tuned. ``precision="bf16"`` (bfloat16 autocast) changes the
+    features by about 0.5 % of their range, so it is opt-in; it only pays off where the hardware has native
+    bfloat16 (GPUs, CPUs with AVX512_BF16 or AMX). On a CPU without it, it is slower than float32.
 
     Args:
         state_dict: the 320 backbone tensors (see ``mimamo_ops.checkpoints.load_backbone_weights``); loaded
