@@ -173,8 +173,9 @@ class FaceTracker:
                 areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
                 starts.append((int(np.argmax(areas + 1e-3 * scores)), 0))
         else:
-            # Where each lost face should be now, moving on at its last velocity.
-            lost_boxes = np.array([landmark_box(track.landmarks) + np.tile(track.shift_px * (track.missing + 1), 2)
+            # Where each lost face should be now: moved on at its last velocity when it was lost this frame,
+            # at its last place when it has been missing longer (its velocity is stale by then).
+            lost_boxes = np.array([landmark_box(track.landmarks) + np.tile(track.shift_px * (track.missing == 0), 2)
                                    for track in lost]).reshape(-1, 4)
             matches = match_boxes(lost_boxes, boxes, self._config.min_track_iou, _MAX_CENTRE_DISTANCE)
             starts.extend((j, lost[i].face_id) for i, j in matches)

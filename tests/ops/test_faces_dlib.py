@@ -158,3 +158,45 @@ def test_two_fast_faces_keep_their_ids_when_moving_further_than_their_size_per_f
     path = clips.two_faces_clip(clip_dir / "two_fast.mp4", n_frames=10)  # about 50 px per frame
     frames = list(multi.extract(str(path)))
     assert [sorted(face.face_id for face in f.faces) for f in frames] == [[0, 1]] * 10
+
+
+def test_vfr_clip_faces_carry_the_frame_timestamps(clip_dir, single):
+    path = clips.vfr_clip(clip_dir / "vfr.mp4", n_frames=12)
+    frames = list(single.extract(str(path)))
+    np.testing.assert_allclose([f.timestamp_s for f in frames], clips.vfr_timestamps(12), atol=1e-3)
+    assert all(face.timestamp_s == f.timestamp_s for f in frames for face in f.faces)
+
+
+@pytest.fixture(scope="module")
+def face_gap_clip(clip_dir):
+    """10 frames with a face, 10 of background only, 10 with the face again."""
+    face_frames = clips.moving_face_frames(20)
+    background = clips.textured_background((640, 360), seed=1)
+    frames = face_frames[:10] + [background] * 10 + face_frames[10:]
+    return clips.write_clip(clip_dir / "gap.mp4", frames)
+
+
+def test_vanished_face_gives_empty_frames_and_is_found_again(face_gap_clip, single):
+    frames = list(single.extract(str(face_gap_clip)))
+    assert [len(f.faces) for f in frames[10:20]] == [0] * 10, "the quality check rejects fits on background"
+    assert sum(len(f.faces) for f in frames[:10]) == 10 and sum(len(f.faces) for f in frames[20:]) == 10
+    assert {face.face_id for f in frames for face in f.faces} == {0}
+
+
+def test_track_ends_after_the_grace_period_and_returns_with_a_new_id(face_gap_clip):
+    ids = lambda config: [[face.face_id for face in f.faces]  # noqa: E731
+                          for f in DlibFaceExtractor(config).extract(str(face_gap_clip))]
+    within_grace = ids(FaceConfig(multi_face=True, max_missing_frames=15))
+    assert within_grace[:10] == [[0]] * 10 and within_grace[20:] == [[0]] * 10
+    past_grace = ids(FaceConfig(multi_face=True, max_missing_frames=3))
+    assert past_grace[:10] == [[0]] * 10 and past_grace[20:] == [[1]] * 10
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"face_size": 7}, "face_size"), ({"detect_every": 0}, "detect_every"),
+    ({"max_missing_frames": -1}, "max_missing_frames"), ({"upsample": 3}, "upsample"),
+    ({"min_track_iou": 1.5}, "min_track_iou"),
+])
+def test_face_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FaceConfig(**kwargs)
