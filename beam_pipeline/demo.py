@@ -40,12 +40,13 @@ def _astronaut_face() -> np.ndarray:
     return np.ascontiguousarray(skimage.data.astronaut()[0:256, 104:360])
 
 
-def write_sample_clip(path: Path, seconds: int = SAMPLE_SECONDS) -> Path:
-    """Writes an H.264 clip of the astronaut's face drifting and nodding on a grey gradient.
+def write_sample_clip(path: Path, seconds: float = SAMPLE_SECONDS, fps: int = SAMPLE_FPS) -> Path:
+    """Writes a 640x360 H.264 clip of the astronaut's face drifting and nodding on a grey gradient.
 
     Args:
         path: the .mp4 to write.
-        seconds: clip length in seconds (30 fps, 640x360).
+        seconds: clip length in seconds.
+        fps: frame rate in frames per second.
 
     Returns:
         ``path``.
@@ -55,11 +56,12 @@ def write_sample_clip(path: Path, seconds: int = SAMPLE_SECONDS) -> Path:
     background = np.tile(np.linspace(70, 170, width, dtype=np.float32)[None, :, None], (height, 1, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=SAMPLE_FPS)
+        stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "23", "preset": "veryfast"}
-        for index in range(seconds * SAMPLE_FPS):
-            phase = 2 * np.pi * index / (seconds * SAMPLE_FPS)
+        num_frames = int(round(seconds * fps))
+        for index in range(num_frames):
+            phase = 2 * np.pi * index / min(num_frames, 10 * fps)  # one sweep every 10 s
             centre = (width / 2 + 0.2 * width * np.sin(phase), height / 2)
             matrix = cv2.getRotationMatrix2D((128.0, 128.0), 8.0 * np.sin(3 * phase), 180.0 / 256.0)
             matrix[:, 2] += np.array(centre) - 128.0
@@ -67,7 +69,7 @@ def write_sample_clip(path: Path, seconds: int = SAMPLE_SECONDS) -> Path:
             mask = cv2.warpAffine(np.ones((256, 256), np.float32), matrix, (width, height))[..., None]
             rgb = np.clip(mask * warped + (1 - mask) * background + 0.5, 0, 255).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = index, Fraction(1, SAMPLE_FPS)
+            frame.pts, frame.time_base = index, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path

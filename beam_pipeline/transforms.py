@@ -14,9 +14,6 @@ predictions are dropped; the other videos carry on.
 """
 import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -24,12 +21,12 @@ from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.progress import ProgressWriter
+from beam_pipeline.remote_files import localise_model_config, open_local_copy
 from beam_pipeline.sinks import build_frames_table, build_snippets_table, compute_video_id
 from mimamo_ops.faces import FaceConfig, FaceExtractor, make_face_extractor
 from mimamo_ops.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
@@ -57,7 +54,6 @@ VIDEOS_TAG = "videos"
 SNIPPET_ROWS_TAG = "snippet_rows"
 TRACK_STATS_TAG = "track_stats"
 FACE_ROWS_CHUNK = 256  # face rows buffered per track before they are emitted
-COPY_CHUNK_BYTES = 8 << 20  # remote videos are copied to a local temp file in chunks of this size
 
 
 @dataclass(frozen=True)
@@ -157,26 +153,6 @@ class MatchVideos(beam.PTransform):
         return {"videos": uris, "failed": expanded[VIDEOS_TAG]}
 
 
-@contextlib.contextmanager
-def open_local_copy(uri: str) -> Iterator[str]:
-    """Yields a local path for ``uri``: the path itself when local, else a temp copy deleted afterwards.
-
-    The face stage needs a file on disk (OpenFace does too), so remote videos (``gs://``, ``s3://``, ...) are
-    streamed through ``FileSystems.open`` into a temp file of the same extension, in 8 MiB chunks.
-    """
-    if FileSystems.get_scheme(uri) in (None, "file"):
-        yield uri[len("file://"):] if uri.startswith("file://") else uri
-        return
-    directory = tempfile.mkdtemp(prefix="mimamo-video-")
-    try:
-        local_path = os.path.join(directory, "video" + os.path.splitext(uri)[1])
-        with FileSystems.open(uri) as source, open(local_path, "wb") as target:
-            shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
-        yield local_path
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 class _BackboneTimer:
     """Forward hooks on the backbone network reporting each forward pass (one compute batch) to
     ``backbone_latency_ms``, in whichever thread runs it."""
@@ -193,8 +169,8 @@ class _BackboneTimer:
 
 
 def _load_model(config: ModelConfig) -> MimamoModel:
-    """Loads the networks and times the backbone's forward passes."""
-    model = MimamoModel.load(config)
+    """Fetches remote weights into the worker's cache, loads the networks and times the backbone's passes."""
+    model = MimamoModel.load(localise_model_config(config))
     timer = _BackboneTimer()
     model.backbone.model.register_forward_pre_hook(timer.before)
     model.backbone.model.register_forward_hook(timer.after)
@@ -240,6 +216,7 @@ class PredictVideoDoFn(beam.DoFn):
         self._model: Optional[MimamoModel] = None
         self._extractor: Optional[FaceExtractor] = None
         self._progress: Optional[ProgressWriter] = None
+        self._pending_load_ms: Optional[int] = None
         self._counters = {
             name: Metrics.counter(METRICS_NAMESPACE, name)
             for name in ("videos_ok", "videos_failed", "videos_no_face", "frames_decoded", "frames_with_face",
@@ -255,7 +232,8 @@ class PredictVideoDoFn(beam.DoFn):
         started = self._clock()
         config = self._model_config
         self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
-        self._latencies["load_model_latency_ms"].update(int((self._clock() - started) * 1000))
+        # metrics updated in setup() are not attributed to a step, so the first process() call reports it
+        self._pending_load_ms = int((self._clock() - started) * 1000)
         self._extractor = self._extractor_factory(self._face_config)
         if self._progress_dir:
             self._progress = ProgressWriter(self._progress_dir)
@@ -265,6 +243,9 @@ class PredictVideoDoFn(beam.DoFn):
             self._progress.close()
 
     def process(self, uri: str) -> Iterator:
+        if self._pending_load_ms is not None:
+            self._latencies["load_model_latency_ms"].update(self._pending_load_ms)
+            self._pending_load_ms = None
         started = self._clock()
         try:
             summary = yield from self._predict_video(uri)

@@ -1,0 +1,124 @@
+"""End-to-end throughput and memory of the Beam pipeline (DirectRunner), from the repository root:
+
+    .venv/bin/python bench/bench_pipeline.py [--seconds 10] [--memory-minutes 1 10] [--memory-fps 30]
+
+1. Throughput: one run on a 640x360 one-face clip. End-to-end frames/s is frames / wall time of the run (decode,
+   faces, backbone, phase, two-stream net, Parquet). Backbone-only frames/s is frames / the summed time of the
+   backbone's forward passes in that same run (the ``backbone_latency_ms`` distribution), i.e. what the backbone
+   alone would sustain on those frames. Target: end to end >= 0.75 of backbone-only.
+2. Memory: the pipeline on a 1-minute and a 10-minute clip, each in a fresh process; the peak resident set size
+   (``ru_maxrss`` of the child) is printed. Target: within 10 % of each other. ``--memory-fps`` lowers the frame
+   rate of these clips to bound the run time on small machines (the clips stay 1 and 10 minutes long).
+
+Weights: the official files from the user cache when present, else seeded weights in the official formats (same
+compute cost). The numbers depend on the machine; nothing here asserts them.
+"""
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List, Tuple
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from apache_beam.metrics.metric import MetricsFilter  # noqa: E402  (after the sys.path line)
+
+from beam_pipeline.demo import write_sample_clip  # noqa: E402
+from beam_pipeline.run import run  # noqa: E402
+from mimamo_ops.errors import MimamoError  # noqa: E402
+from mimamo_ops.weights import resolve_weights  # noqa: E402
+
+
+def get_weights(directory: pathlib.Path) -> Tuple[pathlib.Path, pathlib.Path, str]:
+    """(checkpoint, backbone, description): cached official weights, else seeded ones written to ``directory``."""
+    try:
+        checkpoint, backbone = resolve_weights(None, None)
+        return checkpoint, backbone, "official weights (user cache)"
+    except MimamoError:
+        import torch  # pylint: disable=import-outside-toplevel
+
+        from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes  # pylint: disable=import-outside-toplevel
+        from tests.parity_recipes import gen_state_dict  # pylint: disable=import-outside-toplevel
+
+        def seeded(kind: str, seed: int):
+            return gen_state_dict({k: torch.empty(s) for k, s in expected_shapes(kind).items()}, seed)
+
+        checkpoint, backbone = directory / "model_weights.pth.tar", directory / "resnet50_ferplus_dag.pth"
+        torch.save({"state_dict": seeded(MIMAMO, 3003), "epoch": 1}, checkpoint)
+        torch.save(seeded(BACKBONE, 4004), backbone)
+        return checkpoint, backbone, "seeded weights in the official formats (no cached official weights)"
+
+
+def pipeline_flags(clip: pathlib.Path, output: pathlib.Path, checkpoint: pathlib.Path,
+                   backbone: pathlib.Path) -> List[str]:
+    return ["--input", str(clip), "--output", str(output), "--checkpoint", str(checkpoint), "--backbone",
+            str(backbone), "--smoothing_size", "0.5"]
+
+
+def measure_throughput(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path,
+                       backbone: pathlib.Path) -> None:
+    started = time.perf_counter()
+    result = run(pipeline_flags(clip, work / "throughput", checkpoint, backbone))
+    wall_s = time.perf_counter() - started
+    metrics = result.metrics().query(MetricsFilter().with_namespace("mimamo"))
+    counters = {c.key.metric.name: c.committed for c in metrics["counters"]}
+    distributions = {d.key.metric.name: d.committed for d in metrics["distributions"]}
+    frames = counters["frames_decoded"]
+    backbone_s = distributions["backbone_latency_ms"].sum / 1000.0
+    load_s = distributions["load_model_latency_ms"].sum / 1000.0
+    end_to_end = frames / wall_s
+    backbone_only = counters["frames_with_face"] / backbone_s
+    print(f"frames decoded: {frames}, frames with a face: {counters['frames_with_face']}")
+    print(f"end to end: {wall_s:.1f} s wall (model load {load_s:.1f} s) -> {end_to_end:.2f} frames/s")
+    print(f"backbone only (same frames, same run): {backbone_s:.1f} s -> {backbone_only:.2f} frames/s")
+    for name in ("face_stage_latency_ms", "predict_latency_ms", "video_latency_ms"):
+        if name in distributions:
+            print(f"  {name}: sum {distributions[name].sum / 1000.0:.1f} s over {distributions[name].count} calls")
+    print(f"ratio end to end / backbone only: {end_to_end / backbone_only:.2f} (target >= 0.75)")
+
+
+def peak_rss_mib(clip: pathlib.Path, output: pathlib.Path, checkpoint: pathlib.Path, backbone: pathlib.Path) -> float:
+    """Runs the pipeline in a fresh process; returns its peak resident set size in MiB."""
+    command = [sys.executable, "-m", "beam_pipeline.run"] + pipeline_flags(clip, output, checkpoint, backbone)
+    process = subprocess.Popen(command, cwd=REPO)  # pylint: disable=consider-using-with
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{' '.join(command)} failed")
+    return usage.ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput clip (30 fps)")
+    parser.add_argument("--memory-minutes", type=float, nargs="*", default=[1.0, 10.0],
+                        help="lengths of the memory clips in minutes; none skips the memory part")
+    parser.add_argument("--memory-fps", type=int, default=30, help="frame rate of the memory clips")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mimamo-bench-") as tmp:
+        work = pathlib.Path(tmp)
+        checkpoint, backbone, described = get_weights(work)
+        print(f"weights: {described}; CPU threads: {os.cpu_count()}")
+        clip = write_sample_clip(work / "throughput.mp4", seconds=args.seconds)
+        print(f"throughput clip: 640x360, 30 fps, {args.seconds:g} s")
+        measure_throughput(clip, work, checkpoint, backbone)
+        peaks = []
+        for minutes in args.memory_minutes:
+            started = time.perf_counter()
+            long_clip = write_sample_clip(work / f"memory_{minutes:g}min.mp4", seconds=60 * minutes,
+                                          fps=args.memory_fps)
+            made_s = time.perf_counter() - started
+            started = time.perf_counter()
+            peak = peak_rss_mib(long_clip, work / f"memory_{minutes:g}min", checkpoint, backbone)
+            peaks.append(peak)
+            print(f"{minutes:g}-minute clip ({args.memory_fps} fps, made in {made_s:.0f} s): peak RSS {peak:.0f} MiB "
+                  f"(run {time.perf_counter() - started:.0f} s)")
+        if len(peaks) >= 2:
+            print(f"peak RSS ratio longest/shortest: {peaks[-1] / peaks[0]:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
