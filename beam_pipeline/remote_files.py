@@ -1,0 +1,297 @@
+"""Remote files for the pipeline: local temp copies of videos and a per-worker cache of the weight files.
+
+Everything goes through Beam's ``FileSystems``, so ``gs://``, ``s3://`` and local paths work alike (the scheme's
+options, e.g. ``--s3_endpoint_url``, come from the pipeline options that Beam hands to ``FileSystems``).
+
+* Videos: the face stage needs a file on disk, so a remote video is streamed into a temp file that is removed
+  when the ``open_local_copy`` block ends, whatever happens inside it. The copy is bounded: it is refused before
+  it starts when the temp folder lacks room for it (plus a margin), and it is checked to be complete.
+* Weights: a ``gs://``/``s3://`` weights file is downloaded once per worker process into
+  ``<cache>/remote/<key>/`` (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where
+  ``<key>`` hashes the URI, size and modification time, so a changed object is fetched again. A download is
+  verified before it is renamed into place: strict ``weights_only`` load of keys and shapes
+  (``mimamo_ops.weights.verify_weights_file``) and, when pinned (``$MIMAMO_CHECKPOINT_SHA256``,
+  ``$MIMAMO_BACKBONE_SHA256``), its SHA-256. Its SHA-256 is recorded beside it and checked again whenever another
+  process reuses the cached file. Local weight paths are used where they are.
+"""
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import BinaryIO, Dict, Iterator, Optional, Tuple
+
+from apache_beam.io.filesystems import FileSystems
+
+from mimamo_ops.checkpoints import BACKBONE, DESCRIPTIONS, MIMAMO, sha256_file
+from mimamo_ops.errors import CheckpointError, WeightsFetchError
+from mimamo_ops.predictor import ModelConfig
+from mimamo_ops.weights import SHA256_ENV, default_cache_dir, resolve_weights, verify_weights_file
+
+__all__ = [
+    "STORAGE_EMULATOR_ENV",
+    "is_remote",
+    "use_anonymous_gcs_for_emulator",
+    "open_local_copy",
+    "cache_remote_weights",
+    "resolve_weight_uris",
+    "weights_sha256",
+    "localise_model_config",
+]
+
+LOGGER = logging.getLogger(__name__)
+STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+COPY_CHUNK_BYTES = 8 << 20  # streamed in 8 MiB pieces
+FREE_SPACE_MARGIN_BYTES = 256 << 20  # a temp copy must leave this much free on its disk
+REMOTE_CACHE_SUBDIR = "remote"
+SOURCE_RECORD = "source.json"
+
+_FETCH_LOCK = threading.Lock()
+_FETCHED: Dict[str, Tuple[Path, str]] = {}  # uri -> (local file, SHA-256), for this process
+
+
+def is_remote(uri: str) -> bool:
+    """True for a URI with a scheme other than ``file`` (e.g. ``gs://``, ``s3://``)."""
+    return FileSystems.get_scheme(uri) not in (None, "file")
+
+
+def _local_path(uri: str) -> str:
+    return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+def use_anonymous_gcs_for_emulator() -> bool:
+    """With ``$STORAGE_EMULATOR_HOST`` set, makes Beam talk to the emulator without looking up credentials.
+
+    The Cloud Storage client connects anonymously to an emulator anyway; Beam would first spend tens of seconds
+    of retries looking for Google credentials that an emulator never checks. Without the variable nothing
+    changes, so real ``gs://`` access keeps its normal credential lookup.
+
+    Returns:
+        Whether the emulator variable was set (and the lookup skipped).
+    """
+    if not os.environ.get(STORAGE_EMULATOR_ENV):
+        return False
+    from apache_beam.internal.gcp import auth  # pylint: disable=import-outside-toplevel  # GCP extra only
+
+    with auth._Credentials._credentials_lock:  # pylint: disable=protected-access
+        auth._Credentials._credentials = None  # pylint: disable=protected-access
+        auth._Credentials._credentials_init = True  # pylint: disable=protected-access
+    return True
+
+
+def _stat(uri: str) -> Tuple[int, float]:
+    """(size in bytes, last modification in seconds since the epoch) of one file, through ``FileSystems``."""
+    matched = FileSystems.match([uri])[0].metadata_list
+    if len(matched) != 1:
+        raise FileNotFoundError(f"{uri}: no such file")
+    return matched[0].size_in_bytes, matched[0].last_updated_in_seconds
+
+
+def _copy_stream(source: BinaryIO, target: BinaryIO, digest=None) -> int:
+    copied = 0
+    for chunk in iter(lambda: source.read(COPY_CHUNK_BYTES), b""):
+        target.write(chunk)
+        if digest is not None:
+            digest.update(chunk)
+        copied += len(chunk)
+    return copied
+
+
+def _download(uri: str, target: Path, expected_bytes: int, digest=None) -> None:
+    """Streams ``uri`` into ``target`` and checks that every byte arrived.
+
+    Raises:
+        OSError: the copy is shorter or longer than the object (``expected_bytes``).
+    """
+    with FileSystems.open(uri) as source, open(target, "wb") as stream:
+        copied = _copy_stream(source, stream, digest)
+    if copied != expected_bytes:
+        raise OSError(f"{uri}: copied {copied} bytes but the object has {expected_bytes}")
+
+
+def _check_room(uri: str, directory: str, size_bytes: int) -> None:
+    free = shutil.disk_usage(directory).free
+    if size_bytes + FREE_SPACE_MARGIN_BYTES > free:
+        raise OSError(
+            f"{uri}: {size_bytes} bytes do not fit in {directory} ({free} bytes free, "
+            f"{FREE_SPACE_MARGIN_BYTES} kept free); point TMPDIR at a larger disk"
+        )
+
+
+@contextlib.contextmanager
+def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
+    """Yields a local path holding ``uri``: the path itself when local, else a temp copy removed afterwards.
+
+    Args:
+        uri: a local path, ``file://`` URI or remote URI (``gs://``, ``s3://``).
+        temp_dir: where temp copies go; default the system temp folder (``$TMPDIR``).
+
+    Yields:
+        A local file path with the same file name as ``uri`` (the video reader picks its demuxer from the
+        extension, and error messages name the file).
+
+    Raises:
+        FileNotFoundError: the remote file does not exist.
+        OSError: the copy would not fit on the temp disk, or it came out incomplete.
+    """
+    if not is_remote(uri):
+        yield _local_path(uri)
+        return
+    size_bytes, _ = _stat(uri)
+    directory = tempfile.mkdtemp(prefix="mimamo-video-", dir=temp_dir)
+    try:
+        _check_room(uri, directory, size_bytes)
+        local_path = Path(directory) / (os.path.basename(uri) or "video")
+        _download(uri, local_path, size_bytes)
+        LOGGER.debug("%s: %d bytes copied to %s", uri, size_bytes, local_path)
+        yield str(local_path)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _pinned_sha256(kind: str) -> Optional[str]:
+    value = os.environ.get(SHA256_ENV[kind], "").strip().lower()
+    return value or None
+
+
+def _cache_key(uri: str, size_bytes: int, modified_s: float) -> str:
+    return hashlib.sha256(f"{uri}\n{size_bytes}\n{modified_s!r}".encode("utf-8")).hexdigest()[:32]
+
+
+def _read_cached(entry: Path, uri: str) -> Optional[Tuple[Path, str]]:
+    """The cached file of ``entry`` and its SHA-256 when the record matches the file on disk, else None."""
+    record_path = entry / SOURCE_RECORD
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        cached = entry / record["file"]
+        recorded_sha256 = record["sha256"]
+    except (ValueError, KeyError, TypeError) as error:
+        LOGGER.warning("%s: unreadable cache record (%s); fetching %s again", record_path, error, uri)
+        return None
+    if not cached.is_file():
+        return None
+    actual = sha256_file(cached)
+    if actual != recorded_sha256:
+        LOGGER.warning("%s: SHA-256 %s differs from the recorded %s; fetching %s again", cached, actual,
+                       recorded_sha256, uri)
+        return None
+    return cached, actual
+
+
+def _fetch_into_cache(uri: str, kind: str, entry: Path, size_bytes: int, modified_s: float) -> Tuple[Path, str]:
+    """Downloads ``uri`` next to ``entry``, verifies it and renames it into ``entry`` (atomic per file)."""
+    entry.mkdir(parents=True, exist_ok=True)
+    _check_room(uri, str(entry), size_bytes)
+    name = os.path.basename(uri.rstrip("/")) or "weights"
+    fd, tmp_name = tempfile.mkstemp(dir=entry, prefix=f".{name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        _download(uri, tmp, size_bytes, digest)
+        try:
+            sha256 = verify_weights_file(tmp, kind, _pinned_sha256(kind))
+        except (CheckpointError, WeightsFetchError) as error:  # name the URI, not the temp file
+            raise type(error)(str(error).replace(str(tmp), uri)) from None
+        if sha256 != digest.hexdigest():
+            raise WeightsFetchError(f"{uri}: the cached copy changed while it was verified")
+        final = entry / name
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record = {"uri": uri, "kind": kind, "file": name, "size_bytes": size_bytes, "modified_s": modified_s,
+              "sha256": sha256}
+    fd, record_tmp = tempfile.mkstemp(dir=entry, prefix=f".{SOURCE_RECORD}.", suffix=".part")
+    with os.fdopen(fd, "w") as stream:
+        json.dump(record, stream, indent=2, sort_keys=True)
+    os.replace(record_tmp, entry / SOURCE_RECORD)
+    LOGGER.info("%s: %s fetched to %s (sha256 %s)", uri, DESCRIPTIONS[kind], final, sha256)
+    return final, sha256
+
+
+def cache_remote_weights(uri: str, kind: str, cache_dir: Optional[str] = None) -> Tuple[Path, str]:
+    """Returns a verified local copy of a remote weights file, downloading it at most once per process.
+
+    Threads of one process share one download (a lock); processes on one machine share the disk cache.
+
+    Args:
+        uri: ``gs://``, ``s3://`` or any other ``FileSystems`` URI of the weights file.
+        kind: ``mimamo_ops.checkpoints.MIMAMO`` or ``BACKBONE``.
+        cache_dir: the cache root; default ``mimamo_ops.weights.default_cache_dir()``.
+
+    Returns:
+        (local path, hex SHA-256 of the file).
+
+    Raises:
+        FileNotFoundError: no object at ``uri``.
+        CheckpointError: the file is unreadable, unsafe or not that model's weights.
+        WeightsFetchError: its SHA-256 differs from the pinned one.
+        OSError: the download failed, came out incomplete or does not fit on the cache disk.
+    """
+    use_anonymous_gcs_for_emulator()
+    with _FETCH_LOCK:
+        if uri in _FETCHED and _FETCHED[uri][0].is_file():
+            return _FETCHED[uri]
+        size_bytes, modified_s = _stat(uri)
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        entry = root / REMOTE_CACHE_SUBDIR / _cache_key(uri, size_bytes, modified_s)
+        cached = _read_cached(entry, uri)
+        if cached is None:
+            cached = _fetch_into_cache(uri, kind, entry, size_bytes, modified_s)
+        else:
+            pinned = _pinned_sha256(kind)
+            if pinned and cached[1] != pinned:
+                raise WeightsFetchError(f"{uri}: SHA-256 {cached[1]} differs from the pinned {pinned}")
+            LOGGER.debug("%s: using the cached %s", uri, cached[0])
+        _FETCHED[uri] = cached
+        return cached
+
+
+def resolve_weight_uris(checkpoint: Optional[str], backbone: Optional[str]) -> Tuple[str, str]:
+    """Chooses the weight files on the launching machine; remote ones are fetched and verified there first.
+
+    Checking them before any worker starts turns a wrong URI or a wrong file into an error at submission.
+
+    Args:
+        checkpoint: the MIMAMO checkpoint (local path or URI), or None for the cached official file.
+        backbone: the ResNet-50 FER+ weights (local path or URI), or None for the cached official file.
+
+    Returns:
+        (checkpoint, backbone): remote URIs as given, local ones as existing paths.
+
+    Raises:
+        As :func:`cache_remote_weights` and ``mimamo_ops.weights.resolve_weights``.
+    """
+    given = {MIMAMO: checkpoint, BACKBONE: backbone}
+    local = dict(given)
+    for kind, uri in given.items():
+        if uri and is_remote(uri):
+            local[kind] = str(cache_remote_weights(uri, kind)[0])
+    resolved = dict(zip((MIMAMO, BACKBONE), resolve_weights(local[MIMAMO], local[BACKBONE])))
+    return tuple(  # type: ignore[return-value]
+        given[kind] if given[kind] and is_remote(given[kind]) else str(resolved[kind]) for kind in (MIMAMO, BACKBONE)
+    )
+
+
+def weights_sha256(uri: str, kind: str) -> str:
+    """Hex SHA-256 of a weights file, local or remote (remote ones through the cache)."""
+    if is_remote(uri):
+        return cache_remote_weights(uri, kind)[1]
+    return sha256_file(_local_path(uri))
+
+
+def localise_model_config(config: ModelConfig) -> ModelConfig:
+    """Returns ``config`` with remote weight URIs replaced by verified local copies (once per process)."""
+    checkpoint, backbone = config.checkpoint_path, config.backbone_path
+    if is_remote(checkpoint):
+        checkpoint = str(cache_remote_weights(checkpoint, MIMAMO)[0])
+    if is_remote(backbone):
+        backbone = str(cache_remote_weights(backbone, BACKBONE)[0])
+    return dataclasses.replace(config, checkpoint_path=checkpoint, backbone_path=backbone)
