@@ -7,13 +7,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.options import MimamoOptions, options_as_json, validate_options
+from beam_pipeline.remote_files import resolve_weight_uris, weights_sha256
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn, SummariseVideos
 from mimamo_ops import __version__
-from mimamo_ops.checkpoints import sha256_file
+from mimamo_ops.checkpoints import BACKBONE, MIMAMO
 from mimamo_ops.faces import FaceConfig
 from mimamo_ops.predictor import ModelConfig
-from mimamo_ops.weights import resolve_weights
 
 __all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
 
@@ -26,14 +26,17 @@ SNIPPETS_DIR = "snippets"
 def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
     """Resolves the weight files and turns the options into the model and face-stage configs.
 
+    Remote weights (``gs://``, ``s3://``) stay URIs in the config (workers fetch them, ``remote_files``); they
+    are fetched and verified here first, so a bad file fails the submission.
+
     Raises:
         ValueError: an option is out of range (also from the configs' own checks).
         mimamo_ops.errors.CheckpointError: a weights file is missing and not in the user cache.
     """
-    checkpoint, backbone = resolve_weights(options.checkpoint, options.backbone)
+    checkpoint, backbone = resolve_weight_uris(options.checkpoint, options.backbone)
     model_config = ModelConfig(
-        checkpoint_path=str(checkpoint),
-        backbone_path=str(backbone),
+        checkpoint_path=checkpoint,
+        backbone_path=backbone,
         device=options.device,
         backbone_batch_size=options.compute_batch_size,
         gru_sequence_snippets=options.gru_sequence_snippets,
@@ -60,9 +63,9 @@ def build_run_metadata(options: PipelineOptions, model_config: ModelConfig) -> D
     return {
         "mimamo.version": __version__,
         "mimamo.checkpoint": model_config.checkpoint_path,
-        "mimamo.checkpoint_sha256": sha256_file(model_config.checkpoint_path),
+        "mimamo.checkpoint_sha256": weights_sha256(model_config.checkpoint_path, MIMAMO),
         "mimamo.backbone": model_config.backbone_path,
-        "mimamo.backbone_sha256": sha256_file(model_config.backbone_path),
+        "mimamo.backbone_sha256": weights_sha256(model_config.backbone_path, BACKBONE),
         "mimamo.options": options_as_json(options),
     }
 
