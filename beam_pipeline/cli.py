@@ -20,6 +20,8 @@ COMMAND_MODULES = {
     "predict-aligned": "predict_aligned",
     "faces": "faces",
     "run": "run",
+    "report": "report",
+    "plot": "plot",
 }
 
 
