@@ -12,6 +12,8 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
+from beam_pipeline.remote_files import use_anonymous_gcs_for_emulator
+from beam_pipeline.watch import watch_inputs
 
 __all__ = ["run", "run_with_options", "configure_logging"]
 
@@ -56,19 +58,28 @@ def _apply_local_workers(options: PipelineOptions) -> None:
         direct.direct_running_mode = "multi_processing"
 
 
-def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
-    """Builds the graph on ``test_pipeline`` (or a new pipeline), runs it and waits for it.
-
-    Returns:
-        The ``PipelineResult`` (metrics in the ``mimamo`` namespace).
-    """
-    configure_logging(options.view_as(MimamoOptions))
-    _apply_local_workers(options)
+def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()
     result.wait_until_finish()
     return result
+
+
+def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
+    """Builds the graph on ``test_pipeline`` (or a new pipeline), runs it and waits for it.
+
+    With ``--watch``, keeps running batches on new videos until Ctrl-C instead (``beam_pipeline.watch``).
+
+    Returns:
+        The ``PipelineResult`` (metrics in the ``mimamo`` namespace); with ``--watch``, the ``WatchReport``.
+    """
+    configure_logging(options.view_as(MimamoOptions))
+    _apply_local_workers(options)
+    use_anonymous_gcs_for_emulator()
+    if options.view_as(MimamoOptions).watch:
+        return watch_inputs(options, _run_once)
+    return _run_once(options, test_pipeline)
 
 
 def run(argv: Optional[List[str]] = None, test_pipeline: Optional[beam.Pipeline] = None):
