@@ -1,5 +1,7 @@
 """``mimamo run INPUT... --output DIR [options]``: the pipeline on the local DirectRunner, with progress bars.
 
+With ``--watch`` it keeps running on new videos until Ctrl-C (``beam_pipeline.watch``).
+
 Every ``MimamoOptions`` flag is accepted; any other flag is handed to Beam as is (e.g. ``--runner``,
 ``--direct_num_workers``). Options can come from a file: ``mimamo run @options.txt`` with one option per line.
 """
@@ -72,6 +74,12 @@ def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
     """Runs the pipeline for ``args`` (extra flags go to Beam) and prints a summary; returns the exit status."""
     values = {dest: getattr(args, dest) for dest in _option_dests() if hasattr(args, dest)}
     values["input"] = list(args.inputs) + list(args.input or [])
+    if args.watch:  # a daemon: no progress bars, a summary once Ctrl-C has stopped it
+        report = run_with_options(PipelineOptions(extra_args, **values))
+        print(f"watch stopped: {len(report.videos)} video(s) in {report.batches} batch(es)\n"
+              f"frames: {values['output'].rstrip('/')}/{FRAMES_DIR}/\n"
+              f"videos: {values['output'].rstrip('/')}/{VIDEOS_DIR}/")
+        return 0
     with tempfile.TemporaryDirectory(prefix="mimamo-progress-") as progress_dir:
         if not args.no_progress:
             values["progress_dir"] = progress_dir
