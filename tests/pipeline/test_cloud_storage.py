@@ -1,0 +1,268 @@
+"""gs:// and s3:// inputs, outputs and weights, against real local servers on 127.0.0.1.
+
+``gcp-storage-emulator`` stands in for Cloud Storage (``STORAGE_EMULATOR_HOST``, set in this process only while
+the module runs) and moto's server mode for S3 (Beam's ``--s3_endpoint_url`` options). The same clips run
+locally, gs:// -> gs:// and s3:// -> s3://; the rows must be the same.
+"""
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipeline import remote_files
+from beam_pipeline.remote_files import cache_remote_weights, open_local_copy
+from beam_pipeline.run import run
+from beam_pipeline.sinks import compute_video_id
+from mimamo_ops.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
+from mimamo_ops.errors import CheckpointError, WeightsFetchError
+from tests import clips
+
+BUCKET = "mimamo-test"
+S3_KEYS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region_name": "us-east-1"}
+CLIP_FRAMES = 20
+KEY_COLUMNS = ["video_uri", "face_id", "frame_index"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(command: List[str], port: int) -> Iterator[str]:
+    """Starts ``command`` (a server listening on 127.0.0.1:``port``), yields its URL, stops it afterwards."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # pylint: disable=consider-using-with
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert process.poll() is None and time.monotonic() < deadline, f"{command[2]} did not start"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """URL of a fresh in-memory Cloud Storage emulator holding the bucket ``BUCKET``."""
+    port = free_port()
+    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+               "--in-memory", "--default-bucket", BUCKET, "--quiet"]
+    with local_server(command, port) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """URL of a fresh moto S3 server holding the bucket ``BUCKET``."""
+    port = free_port()
+    with local_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as url:
+        boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield url
+
+
+def s3_flags(url: str) -> List[str]:
+    return [f"--s3_endpoint_url={url}"] + [f"--{name}={value}" for name, value in S3_KEYS.items()]
+
+
+@pytest.fixture(scope="module")
+def servers(gcs_emulator, s3_server, tmp_path_factory) -> Iterator[Dict[str, str]]:
+    """Points this process at the emulator (its variable) and a fresh weights cache while the module runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+        patch.setenv("MIMAMO_CACHE_DIR", str(tmp_path_factory.mktemp("weights-cache")))
+        remote_files.use_anonymous_gcs_for_emulator()
+        yield {"gs": gcs_emulator, "s3": s3_server}
+
+
+@pytest.fixture
+def storage(servers) -> Dict[str, str]:
+    """Both servers, with ``FileSystems`` given the S3 options (each pipeline run resets them to its own)."""
+    FileSystems.set_options(PipelineOptions(s3_flags(servers["s3"])))
+    return servers
+
+
+def upload(local: Path, uri: str) -> None:
+    with open(local, "rb") as source, FileSystems.create(uri) as target:
+        target.write(source.read())
+
+
+def read_remote_table(directory: str) -> pa.Table:
+    tables = []
+    for item in FileSystems.match([FileSystems.join(directory, "*.parquet")])[0].metadata_list:
+        with FileSystems.open(item.path) as handle:
+            tables.append(pq.read_table(pa.BufferReader(handle.read())))
+    return pa.concat_tables(tables)
+
+
+@pytest.fixture(scope="module")
+def cloud_clips(tmp_path_factory) -> Path:
+    """A one-face clip and a corrupt file (a failure row must come through remote storage too)."""
+    folder = tmp_path_factory.mktemp("cloud-clips")
+    clips.moving_face_clip(folder / "one_face.mp4", n_frames=CLIP_FRAMES)
+    clips.corrupt_file(folder / "corrupt.mp4")
+    return folder
+
+
+def pipeline_flags(inputs: str, output: str, checkpoint: str, backbone: str) -> List[str]:
+    return ["--input", inputs, "--output", output, "--checkpoint", checkpoint, "--backbone", backbone,
+            "--length", "16", "--stride", "16", "--smoothing_size", "0.1", "--compute_batch_size", "8"]
+
+
+@pytest.fixture(scope="module")
+def local_tables(cloud_clips, synthetic_weights, tmp_path_factory) -> Tuple[pa.Table, pa.Table]:
+    output = tmp_path_factory.mktemp("local-run")
+    checkpoint, backbone = synthetic_weights
+    run(pipeline_flags(str(cloud_clips), str(output), str(checkpoint), str(backbone)))
+    return pq.read_table(output / "frames"), pq.read_table(output / "videos")
+
+
+def run_remote(scheme: str, cloud_clips: Path, synthetic_weights, extra_flags: List[str]) -> str:
+    """Uploads the clips and the checkpoint under ``<scheme>://BUCKET/`` and runs the pipeline remote -> remote.
+
+    The 94 MB backbone stays local to keep the module fast; the same code fetches either file.
+    """
+    root = f"{scheme}://{BUCKET}"
+    for clip in sorted(cloud_clips.iterdir()):
+        upload(clip, f"{root}/clips/{clip.name}")
+    checkpoint, backbone = synthetic_weights
+    upload(checkpoint, f"{root}/weights/{checkpoint.name}")
+    run(pipeline_flags(f"{root}/clips/", f"{root}/out", f"{root}/weights/{checkpoint.name}", str(backbone))
+        + extra_flags)
+    return root
+
+
+def assert_same_rows_as_local(local: pa.Table, remote: pa.Table, local_folder: Path, remote_folder: str,
+                              sort_by: List[str]) -> None:
+    """Same rows once the video URIs are mapped back; the ids follow the URIs."""
+    uris = [uri.replace(remote_folder, str(local_folder) + "/") for uri in remote["video_uri"].to_pylist()]
+    assert remote["video_id"].to_pylist() == [compute_video_id(uri) for uri in remote["video_uri"].to_pylist()]
+    mapped = remote.set_column(remote.schema.get_field_index("video_uri"), remote.schema.field("video_uri"),
+                               pa.array(uris))
+    mapped = mapped.drop_columns(["video_id"]).sort_by([(column, "ascending") for column in sort_by])
+    expected = local.drop_columns(["video_id"]).sort_by([(column, "ascending") for column in sort_by])
+    assert mapped.num_rows == expected.num_rows > 0
+    assert mapped.equals(expected)
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_remote_to_remote_run_gives_the_same_rows_as_a_local_run(scheme, storage, cloud_clips, synthetic_weights,
+                                                                 local_tables):
+    root = run_remote(scheme, cloud_clips, synthetic_weights, s3_flags(storage["s3"]))
+    local_frames, local_videos = local_tables
+    assert_same_rows_as_local(local_frames, read_remote_table(f"{root}/out/frames"), cloud_clips,
+                              f"{root}/clips/", KEY_COLUMNS)
+    videos = read_remote_table(f"{root}/out/videos")
+    # the error text names the local file the face stage read: the temp copy here, the clip itself locally
+    assert_same_rows_as_local(local_videos.drop_columns(["error"]), videos.drop_columns(["error"]), cloud_clips,
+                              f"{root}/clips/", ["video_uri"])
+    rows = {row["video_uri"]: row for row in videos.to_pylist()}
+    assert sorted(rows) == [f"{root}/clips/corrupt.mp4", f"{root}/clips/one_face.mp4"]
+    failed = rows[f"{root}/clips/corrupt.mp4"]
+    assert (failed["status"], failed["error_stage"]) == ("failed", "probe")
+    assert failed["error"].startswith("VideoError: ") and "corrupt.mp4: cannot open" in failed["error"]
+    footer = pq.read_schema(pa.BufferReader(FileSystems.open(
+        FileSystems.match([f"{root}/out/frames/*.parquet"])[0].metadata_list[0].path).read())).metadata
+    assert footer[b"mimamo.checkpoint"].decode() == f"{root}/weights/{synthetic_weights[0].name}"
+    assert footer[b"mimamo.checkpoint_sha256"].decode() == sha256_file(synthetic_weights[0])
+
+
+def temp_copies() -> List[str]:
+    root = Path(os.environ.get("TMPDIR", "/tmp"))
+    return sorted(str(path) for path in root.glob("mimamo-video-*"))
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_a_remote_video_is_copied_whole_and_the_copy_is_always_removed(scheme, storage, cloud_clips):
+    uri = f"{scheme}://{BUCKET}/copies/one_face.mp4"
+    upload(cloud_clips / "one_face.mp4", uri)
+    before = temp_copies()
+    with open_local_copy(uri) as local_path:
+        assert local_path.endswith(".mp4") and local_path not in before
+        assert Path(local_path).read_bytes() == (cloud_clips / "one_face.mp4").read_bytes()
+    assert not Path(local_path).exists() and temp_copies() == before
+    with pytest.raises(RuntimeError, match="face stage crashed"), open_local_copy(uri) as local_path:
+        raise RuntimeError("face stage crashed")
+    assert not Path(local_path).exists() and temp_copies() == before
+
+
+def test_a_remote_video_that_does_not_fit_the_temp_disk_is_refused_before_copying(storage, cloud_clips,
+                                                                                   monkeypatch):
+    uri = f"gs://{BUCKET}/copies/too_big.mp4"
+    upload(cloud_clips / "one_face.mp4", uri)
+    before = temp_copies()
+    monkeypatch.setattr(remote_files, "FREE_SPACE_MARGIN_BYTES", 1 << 60)
+    with pytest.raises(OSError, match="do not fit"), open_local_copy(uri):
+        pass
+    assert temp_copies() == before
+
+
+def test_remote_weights_are_fetched_once_verified_and_cached_by_uri_and_size(storage, synthetic_weights, tmp_path):
+    checkpoint = synthetic_weights[0]
+    uri = f"gs://{BUCKET}/cache-test/{checkpoint.name}"
+    upload(checkpoint, uri)
+    local, sha256 = cache_remote_weights(uri, MIMAMO, cache_dir=str(tmp_path))
+    assert sha256 == sha256_file(checkpoint) and local.read_bytes() == checkpoint.read_bytes()
+    assert local.is_relative_to(tmp_path / "remote")
+    FileSystems.delete([uri])  # a second call in this process does not touch the store again
+    assert cache_remote_weights(uri, MIMAMO, cache_dir=str(tmp_path)) == (local, sha256)
+
+
+def test_a_changed_object_is_fetched_again_and_a_damaged_cache_copy_is_replaced(storage, synthetic_weights,
+                                                                                 tmp_path):
+    checkpoint = synthetic_weights[0]
+    uri = f"s3://{BUCKET}/cache-test/weights.pth.tar"
+    upload(checkpoint, uri)
+    first, _ = cache_remote_weights(uri, MIMAMO, cache_dir=str(tmp_path))
+    remote_files._FETCHED.clear()  # pylint: disable=protected-access  # as a new worker process on the same disk
+    first.write_bytes(b"damaged")
+    again, sha256 = cache_remote_weights(uri, MIMAMO, cache_dir=str(tmp_path))
+    assert again == first and sha256 == sha256_file(checkpoint) == sha256_file(again)
+    retrained = tmp_path / "retrained.pth.tar"
+    torch.save({"state_dict": load_mimamo_checkpoint(checkpoint)[0], "epoch": 2, "best_loss": 0.5}, retrained)
+    assert retrained.stat().st_size != checkpoint.stat().st_size
+    upload(retrained, uri)
+    remote_files._FETCHED.clear()  # pylint: disable=protected-access
+    changed, changed_sha256 = cache_remote_weights(uri, MIMAMO, cache_dir=str(tmp_path))
+    assert changed.parent != first.parent and changed_sha256 == sha256_file(retrained)
+
+
+def test_remote_weights_of_the_wrong_kind_or_hash_never_enter_the_cache(storage, synthetic_weights, tmp_path,
+                                                                        monkeypatch):
+    not_weights = tmp_path / "not_weights.pth"
+    torch.save({"some_layer.weight": torch.zeros(3, 4)}, not_weights)
+    wrong_kind = f"gs://{BUCKET}/bad/not_weights.pth"
+    upload(not_weights, wrong_kind)
+    with pytest.raises(CheckpointError, match=f"^{wrong_kind}: does not fit a MIMAMO checkpoint"):
+        cache_remote_weights(wrong_kind, MIMAMO, cache_dir=str(tmp_path / "cache"))
+    pinned = f"gs://{BUCKET}/bad/pinned.pth.tar"
+    upload(synthetic_weights[0], pinned)
+    monkeypatch.setenv("MIMAMO_CHECKPOINT_SHA256", "0" * 64)
+    with pytest.raises(WeightsFetchError, match=f"^{pinned}: SHA-256 .* differs from the pinned"):
+        cache_remote_weights(pinned, MIMAMO, cache_dir=str(tmp_path / "cache"))
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+
+
+def test_a_wrong_remote_weights_uri_fails_at_submission(storage, cloud_clips, synthetic_weights, tmp_path):
+    flags = pipeline_flags(str(cloud_clips), str(tmp_path / "never"), f"gs://{BUCKET}/missing/model.pth.tar",
+                           str(synthetic_weights[1]))
+    with pytest.raises(FileNotFoundError, match="missing/model.pth.tar"):
+        run(flags)
+    assert not (tmp_path / "never").exists()
