@@ -223,13 +223,16 @@ def local_job_service():
         process.wait(timeout=30)
 
 
-def test_portable_runner_on_the_local_job_service_gives_the_same_rows(first_frames, first_run, clip_folder,
+def test_portable_runner_on_the_local_job_service_gives_the_same_rows_and_keeps_snippets(first_frames, first_run, clip_folder,
                                                                        synthetic_weights, tmp_path):
     output = tmp_path / "portable"
     with local_job_service() as endpoint:
-        run(pipeline_flags(clip_folder, synthetic_weights, output)
+        run(pipeline_flags(clip_folder, synthetic_weights, output) + ["--keep_intermediates"]
             + ["--runner=PortableRunner", f"--job_endpoint={endpoint}", "--environment_type=LOOPBACK"])
     assert_same_rows(first_frames, read_sorted(output / "frames", KEY_COLUMNS))
+    snippets = pq.read_table(output / "snippets")
+    assert snippets.num_rows == 3 * 2 * 16  # 3 tracks, 2 snippets of 16 rows each, before stitching
+    assert set(snippets["snippet_index"].to_pylist()) == {0, 1}
     first_videos = read_sorted(first_run[0] / "videos", ["video_uri"])
     assert read_sorted(output / "videos", ["video_uri"]).equals(first_videos)
 
