@@ -25,7 +25,7 @@ FIXED_BY_CHECKPOINT = {
 }
 MIN_PYRAMID_HEIGHT = 3  # levels 1 and 2 feed the phase stream (spec 7.7), so the pyramid needs 3 levels or more
 MAX_PYRAMID_HEIGHT = 4  # floor(log2(96)) - 2 for the 96x96 mirror-extended face (spec 7.1)
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _split_extensions(text: str) -> List[str]:
@@ -92,7 +92,8 @@ class MimamoOptions(PipelineOptions):
         )
         model_group.add_argument(
             "--precision", default="fp32", choices=PRECISIONS,
-            help="Arithmetic of the networks. fp32 matches the reference; bf16/fp16 are faster on GPUs.",
+            help="Arithmetic of the backbone. fp32 matches the reference; bf16 (autocast) is faster, with small "
+            "deviations.",
         )
         model_group.add_argument(
             "--gru_sequence_snippets", "--batch_size", dest="gru_sequence_snippets", type=int, default=64,
