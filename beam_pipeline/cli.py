@@ -8,6 +8,7 @@ importing Apache Beam or torch.
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 from typing import List, Optional
 
@@ -25,8 +26,18 @@ COMMAND_MODULES = {
 }
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Reads ``@file`` arguments as shell-like words, so a line may hold ``--opt value`` or ``--opt=value``.
+
+    Blank lines and ``#`` comments are ignored (the seed's edit-once ``run.sh`` use).
+    """
+
+    def convert_arg_line_to_args(self, arg_line: str) -> List[str]:
+        return shlex.split(arg_line, comments=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mimamo", description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
+    parser = _ArgumentParser(prog="mimamo", description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
     parser.add_argument("--version", action="version", version=f"mimamo-beam {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
