@@ -1,31 +1,11 @@
-"""Shared fixtures of the pipeline tests: synthetic weights in the official formats and a folder of real clips."""
+"""Shared fixtures of the pipeline tests: a folder of real clips (the weights come from tests/conftest.py)."""
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
-import torch
 
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes
 from tests import clips
-from tests.parity_recipes import gen_state_dict
 
 CLIP_FRAMES = 24  # short clips keep the module fast; with --length 16 each track still has two snippets
-
-
-def _seeded_state_dict(kind: str, seed: int) -> Dict[str, torch.Tensor]:
-    template = {key: torch.empty(shape) for key, shape in expected_shapes(kind).items()}
-    return gen_state_dict(template, seed)
-
-
-@pytest.fixture(scope="session")
-def synthetic_weights(tmp_path_factory) -> Tuple[Path, Path]:
-    """(checkpoint, backbone): seeded weights saved as the official files are (spec 5.1, 5.2)."""
-    directory = tmp_path_factory.mktemp("weights")
-    checkpoint = directory / "model_weights.pth.tar"
-    torch.save({"state_dict": _seeded_state_dict(MIMAMO, 3003), "epoch": 1}, checkpoint)
-    backbone = directory / "resnet50_ferplus_dag.pth"
-    torch.save(_seeded_state_dict(BACKBONE, 4004), backbone)
-    return checkpoint, backbone
 
 
 @pytest.fixture(scope="session")
