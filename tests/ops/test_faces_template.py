@@ -94,7 +94,7 @@ def test_openface_pdm_is_found_in_openface_binary_tree(tmp_path):
 
 def test_load_template_uses_openface_pdm_exactly_when_given(tmp_path):
     mean = _synthetic_mean_shape()
-    path = _write_pdm(tmp_path / OPENFACE_PDM_FILE, mean)
+    _write_pdm(tmp_path / OPENFACE_PDM_FILE, mean)
     np.testing.assert_allclose(load_template(str(tmp_path), np.zeros((68, 2))), mean[:, :2], atol=1e-6)
     with pytest.raises(FaceStageError, match="no In-the-wild_aligned_PDM_68.txt"):
         load_template(str(tmp_path / "missing"), np.zeros((68, 2)))
