@@ -67,22 +67,18 @@ def main() -> None:
                 model.phase.window_differences(coeffs, torch.from_numpy(windows))
 
         _, full_coefficients = model.encode_faces(list(faces))
+        with torch.inference_mode():
+            phase_0, phase_1 = model.phase.window_differences(full_coefficients, torch.from_numpy(windows))
 
         def network_stage():
-            features = model.frame_features(rgb, full_coefficients, windows)
-            model.predict_sequence(features[None])
+            with torch.inference_mode():
+                model.predict_sequence(model.network.frame_features(rgb, phase_0, phase_1)[None])
 
         stages = {
             "backbone": median_time(lambda: model.backbone.features(window_faces), args.repeats),
             "phase": median_time(phase_stage, args.repeats),
             "network": median_time(network_stage, args.repeats),
         }
-        # The network stage above includes the per-window phase differences; report the net alone too.
-        with torch.inference_mode():
-            phase_0, phase_1 = model.phase.window_differences(full_coefficients, torch.from_numpy(windows))
-        stages["network"] = median_time(
-            lambda: model.predict_sequence(model.network.frame_features(rgb, phase_0, phase_1)[None]), args.repeats
-        )
         total = sum(stages.values())
         original_total = sum(ORIGINAL_S.values())
         print(f"threads={torch.get_num_threads()} per 64-face snippet (median of {args.repeats}):")
