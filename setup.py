@@ -27,6 +27,8 @@ setup(
             "pytest>=7",
             "pyrtools>=1.1",
             "scikit-image>=0.21",
+            "gcp-storage-emulator>=2024.1",
+            "moto[server]>=5.0",
         ],
     },
     entry_points={"console_scripts": ["mimamo = beam_pipeline.cli:main"]},
