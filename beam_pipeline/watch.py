@@ -167,8 +167,7 @@ class FolderWatcher:
         self._report = WatchReport()
         recovered = recover_staged_batches(self._mimamo.output)
         self._processed: Set[str] = read_processed_uris(self._mimamo.output) | set(recovered)
-        LOGGER.info("watching %s -> %s; %d video(s) already have results", ", ".join(self._mimamo.input),
-                    self._mimamo.output, len(self._processed))
+        LOGGER.info("%s: %d video(s) already have results", self._mimamo.output, len(self._processed))
 
     @property
     def report(self) -> WatchReport:
@@ -257,6 +256,8 @@ class FolderWatcher:
         In the main thread, the first SIGINT calls :meth:`stop` and the second interrupts (``KeyboardInterrupt``).
         """
         restore = self._install_sigint_handler()
+        LOGGER.info("watching %s every %g s -> %s; Ctrl-C stops", ", ".join(self._mimamo.input),
+                    self._mimamo.watch_interval, self._mimamo.output)
         try:
             while not self._stop.is_set():
                 self.scan_once()
