@@ -101,8 +101,9 @@ class MimamoOptions(PipelineOptions):
             "changes the numbers: 64 reproduces the official example, 1 the seed's default --batch_size.",
         )
         model_group.add_argument(
-            "--compute_batch_size", type=int, default=32,
-            help="Faces per backbone forward pass. Memory and speed only; results do not depend on it.",
+            "--compute_batch_size", type=int, default=0,
+            help="Faces per backbone forward pass; 0 picks one for the device (32 on CPU, sized to the free "
+            "memory on a GPU). Memory and speed only; results do not depend on it.",
         )
         model_group.add_argument(
             "--n_workers", type=int, default=None,
@@ -217,7 +218,8 @@ def validate_options(options: MimamoOptions, require_io: bool = True) -> None:
     _require(1 <= options.stride <= options.length, "stride", options.stride, "must be in [1, --length]")
     _require(options.gru_sequence_snippets >= 1, "gru_sequence_snippets", options.gru_sequence_snippets,
              "must be >= 1")
-    _require(options.compute_batch_size >= 1, "compute_batch_size", options.compute_batch_size, "must be >= 1")
+    _require(options.compute_batch_size >= 0, "compute_batch_size", options.compute_batch_size,
+             "must be >= 0 (0: automatic)")
     _require(options.n_workers is None or options.n_workers >= 1, "n_workers", options.n_workers, "must be >= 1")
     _require(options.face_size >= 16, "face_size", options.face_size, "must be >= 16 pixels")
     _require(options.num_shards >= 0, "num_shards", options.num_shards, "must be >= 0")

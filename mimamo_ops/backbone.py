@@ -207,6 +207,35 @@ def preprocess_faces(faces: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
+CPU_BATCH_SIZE = 32  # the fastest measured on a 2-core CPU (bench/bench_backbone.py)
+GPU_BYTES_PER_FACE = 64 * 2**20  # budget per face of a ResNet-50 forward at 224x224, fp32, generous
+GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, leaving room for the phase stream and other processes
+MAX_GPU_BATCH_SIZE = 512
+
+
+def choose_batch_size(device: Union[str, torch.device], free_bytes: Optional[int] = None) -> int:
+    """A backbone batch size that suits ``device`` (what ``--compute_batch_size 0`` means).
+
+    On the CPU larger batches stop paying off early, so it is ``CPU_BATCH_SIZE``. On a GPU the batch is sized
+    to half of the currently free memory at ``GPU_BYTES_PER_FACE`` per face, between ``CPU_BATCH_SIZE`` and
+    ``MAX_GPU_BATCH_SIZE``. Batch size never changes results beyond float rounding.
+
+    Args:
+        device: the device the backbone runs on.
+        free_bytes: free device memory in bytes; default ``torch.cuda.mem_get_info`` for CUDA devices.
+
+    Returns:
+        Faces per forward pass, >= 1.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    by_memory = int(free_bytes * GPU_MEMORY_SHARE) // GPU_BYTES_PER_FACE
+    return max(CPU_BATCH_SIZE, min(MAX_GPU_BATCH_SIZE, by_memory))
+
+
 # glibc mallopt parameters (malloc.h) and the values the runner sets.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4

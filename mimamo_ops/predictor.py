@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mimamo_ops import snippets as snip
-from mimamo_ops.backbone import BackboneRunner
+from mimamo_ops.backbone import BackboneRunner, choose_batch_size
 from mimamo_ops.checkpoints import apply_state_dict, load_mimamo_checkpoint, sha256_file
 from mimamo_ops.phase import FrameCoefficients, PhaseDifferenceExtractor
 from mimamo_ops.two_stream import TwoStreamRNN
@@ -40,6 +40,7 @@ class ModelConfig:
         backbone_path: ResNet-50 FER+ weights (``resnet50_ferplus_dag.pth``).
         device: torch device string, e.g. ``cpu`` or ``cuda:0``.
         backbone_batch_size: faces per backbone forward; a compute setting that never changes results.
+            0 picks one for the device (``backbone.choose_batch_size``: 32 on CPU, sized to free GPU memory).
         gru_sequence_snippets: consecutive snippets of one track per GRU sequence (spec 4.4). Changes results.
         snippet_length: L, faces per snippet (spec 6.2).
         snippet_stride: faces between snippet starts; below ``snippet_length`` snippets overlap.
@@ -73,7 +74,9 @@ class ModelConfig:
                 raise ValueError(f"{name}={value} is not supported: the MIMAMO checkpoint fixes it to {required}")
         if self.pyramid_height < 4:
             raise ValueError(f"pyramid_height={self.pyramid_height}: levels 1 and 2 need a height of at least 4")
-        for name in ("backbone_batch_size", "gru_sequence_snippets", "snippet_length", "snippet_stride"):
+        if self.backbone_batch_size < 0:
+            raise ValueError(f"backbone_batch_size must be >= 0 (0: automatic), got {self.backbone_batch_size}")
+        for name in ("gru_sequence_snippets", "snippet_length", "snippet_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in ("fp32", "bf16"):
@@ -128,6 +131,8 @@ class MimamoModel:
         state, epoch = load_mimamo_checkpoint(config.checkpoint_path)
         network = TwoStreamRNN(num_phase=config.num_phase)
         apply_state_dict(network, state, config.checkpoint_path, "MIMAMO checkpoint")
+        if not config.backbone_batch_size:
+            config = dataclasses.replace(config, backbone_batch_size=choose_batch_size(device))
         backbone = BackboneRunner.from_file(
             config.backbone_path, device=device, batch_size=config.backbone_batch_size, precision=config.precision
         )

@@ -22,7 +22,7 @@ def test_defaults_match_the_seed_and_the_reference_run():
     assert (options.height, options.nbands, options.scale_factor) == (4, 2, 2.0)
     assert (options.face_size, options.mask, options.multi_face) == (112, False, False)
     assert options.device == "cpu"
-    assert options.gru_sequence_snippets == 64 and options.compute_batch_size == 32
+    assert options.gru_sequence_snippets == 64 and options.compute_batch_size == 0
     assert options.smoothing_size is None
     assert options.video_extensions == list(DEFAULT_VIDEO_EXTENSIONS)
     validate_options(options)
@@ -65,7 +65,7 @@ def test_repeated_input_flags_accumulate():
         ("height", "6"),
         ("length", "0"),
         ("stride", "65"),
-        ("compute_batch_size", "0"),
+        ("compute_batch_size", "-1"),
         ("gru_sequence_snippets", "0"),
         ("smoothing_size", "-1"),
         ("video_extensions", "mp4"),
