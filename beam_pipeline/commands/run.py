@@ -7,6 +7,7 @@ Every ``MimamoOptions`` flag is accepted; any other flag is handed to Beam as is
 """
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from typing import Dict, List
@@ -14,6 +15,7 @@ from typing import Dict, List
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.commands.plot import plot_command
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import FRAMES_DIR, VIDEOS_DIR
@@ -24,6 +26,7 @@ from beam_pipeline.transforms import METRICS_NAMESPACE
 __all__ = ["register", "count_videos", "read_counters"]
 
 LOGGER = logging.getLogger(__name__)
+SEED_OUTPUTS_DIR = "seed"
 
 
 def _option_dests() -> List[str]:
@@ -45,6 +48,11 @@ def register(subparsers) -> None:
         help="video files, directories, globs or list files (local, gs://, s3://)",
     )
     parser.add_argument("--no_progress", action="store_true", help="do not draw progress bars on stderr")
+    parser.add_argument(
+        "--seed_outputs", action="store_true",
+        help="after the run, also write the seed's per-video <stem>_va_preds.csv and <stem>_va_trend.png "
+        "to OUTPUT/seed/ (local output only; the same as `mimamo plot OUTPUT --csv --out OUTPUT/seed`)",
+    )
     MimamoOptions._add_argparse_args(parser)  # pylint: disable=protected-access
     parser.set_defaults(handler=run_command, accepts_extra_args=True)
 
@@ -101,4 +109,9 @@ def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
         f"frames: {values['output'].rstrip('/')}/{FRAMES_DIR}/\n"
         f"videos: {values['output'].rstrip('/')}/{VIDEOS_DIR}/"
     )
+    if args.seed_outputs:
+        seed_dir = os.path.join(values["output"], SEED_OUTPUTS_DIR)
+        plot_command(argparse.Namespace(output=values["output"], video=None, out=seed_dir, csv=True,
+                                        annotated_video=False), [])
+        print(f"seed outputs: {seed_dir}/")
     return 0

@@ -175,9 +175,13 @@ def test_mimamo_run_twice_gives_identical_rows(first_run, first_frames, clip_fol
                                                capsys):
     output = tmp_path / "run2"
     flags = pipeline_flags(clip_folder, synthetic_weights, output)
-    argv = ["run", str(clip_folder)] + flags[2:]
+    argv = ["run", str(clip_folder), "--seed_outputs"] + flags[2:]
     assert cli.main(argv) == 0
     printed = capsys.readouterr()
+    seed = output / "seed"
+    assert (seed / "one_face_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s"
+    assert (seed / "two_faces_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s,face"
+    assert (seed / "one_face_va_trend.png").stat().st_size > 0
     assert "2 ok" in printed.out and "2 failed" in printed.out and f"{first_frames.num_rows} frame rows" in printed.out
     assert str(output / "frames") in printed.out
     assert "videos" in printed.err  # the tqdm bar
