@@ -1,9 +1,16 @@
-"""Shared fixtures of the pipeline tests: a folder of real clips (the weights come from tests/conftest.py)."""
-from pathlib import Path
+"""Shared fixtures of the pipeline tests: a folder of real clips and local storage servers.
 
+The weights come from ``tests/conftest.py``.
+"""
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import boto3
 import pytest
 
 from tests import clips
+from tests.local_servers import BUCKET, free_port, serve
 
 CLIP_FRAMES = 24  # short clips keep the module fast; with --length 16 each track still has two snippets
 
@@ -18,3 +25,24 @@ def clip_folder(tmp_path_factory) -> Path:
     clips.empty_file(folder / "empty.mp4")
     clips.no_face_clip(folder / "no_face.mp4", n_frames=CLIP_FRAMES)
     return folder
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """URL of a fresh in-memory Cloud Storage emulator holding the bucket ``BUCKET``."""
+    port = free_port()
+    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+               "--in-memory", "--default-bucket", BUCKET, "--quiet"]
+    with serve(command, port, "the Cloud Storage emulator"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """URL of a fresh moto S3 server holding the bucket ``BUCKET``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "the moto S3 server"):
+        boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield url

@@ -4,16 +4,10 @@
 the module runs) and moto's server mode for S3 (Beam's ``--s3_endpoint_url`` options). The same clips run
 locally, gs:// -> gs:// and s3:// -> s3://; the rows must be the same.
 """
-import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,54 +22,11 @@ from beam_pipeline.sinks import compute_video_id
 from mimamo_ops.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
 from tests import clips
+from tests.local_servers import BUCKET
 
-BUCKET = "mimamo-test"
 S3_KEYS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region_name": "us-east-1"}
 CLIP_FRAMES = 20
 KEY_COLUMNS = ["video_uri", "face_id", "frame_index"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def local_server(command: List[str], port: int) -> Iterator[str]:
-    """Starts ``command`` (a server listening on 127.0.0.1:``port``), yields its URL, stops it afterwards."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # pylint: disable=consider-using-with
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert process.poll() is None and time.monotonic() < deadline, f"{command[2]} did not start"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator() -> Iterator[str]:
-    """URL of a fresh in-memory Cloud Storage emulator holding the bucket ``BUCKET``."""
-    port = free_port()
-    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
-               "--in-memory", "--default-bucket", BUCKET, "--quiet"]
-    with local_server(command, port) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """URL of a fresh moto S3 server holding the bucket ``BUCKET``."""
-    port = free_port()
-    with local_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as url:
-        boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                     region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield url
 
 
 def s3_flags(url: str) -> List[str]:

@@ -5,10 +5,7 @@ that the rows do not depend on how the pipeline is executed.
 """
 import contextlib
 import json
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
@@ -26,6 +23,7 @@ from mimamo_ops import __version__
 from mimamo_ops.checkpoints import sha256_file
 from mimamo_ops.faces import FaceConfig, make_face_extractor
 from mimamo_ops.smoothing import smooth_moving_average
+from tests.local_servers import free_port, serve
 
 SMOOTHING_S = 0.2  # 6 frames at 30 fps
 KEY_COLUMNS = ["video_uri", "face_id", "frame_index"]
@@ -200,31 +198,13 @@ def test_multi_processing_and_another_compute_batch_give_the_same_rows(first_fra
     assert_same_rows(first_frames, read_sorted(output / "frames", KEY_COLUMNS), atol=1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def local_job_service():
     """Beam's local job service on 127.0.0.1 (the endpoint Flink and Spark job servers also expose)."""
-    port = _free_port()
-    process = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "the job service did not start"
-            time.sleep(0.2)
+    port = free_port()
+    command = [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)]
+    with serve(command, port, "the job service"):
         yield f"localhost:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_portable_runner_on_the_local_job_service_gives_the_same_rows_and_keeps_snippets(first_frames, first_run, clip_folder,

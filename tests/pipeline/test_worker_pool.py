@@ -7,10 +7,7 @@ emulator, so the worker must fetch it from ``gs://`` in its DoFn setup.
 """
 import contextlib
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -29,14 +26,15 @@ from beam_pipeline.run import run
 from beam_pipeline.transforms import PredictVideoDoFn
 from mimamo_ops.checkpoints import sha256_file
 from tests import clips
-from tests.pipeline.test_cloud_storage import BUCKET, free_port, gcs_emulator, upload  # noqa: F401  # pylint: disable=unused-import
+from tests.local_servers import BUCKET, free_port, serve
+from tests.pipeline.test_cloud_storage import upload
 from tests.pipeline.test_pipeline import local_job_service
 
 CLIP_FRAMES = 20
 
 
 @pytest.fixture(scope="module")
-def remote_checkpoint(gcs_emulator, synthetic_weights, tmp_path_factory) -> Iterator[str]:  # noqa: F811  # pylint: disable=redefined-outer-name
+def remote_checkpoint(gcs_emulator, synthetic_weights, tmp_path_factory) -> Iterator[str]:
     """The checkpoint uploaded to the emulator; this process talks to it with its own weights cache."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
@@ -91,23 +89,12 @@ def worker_pool(environment: dict, log_path: Path) -> Iterator[str]:
     """Beam's worker pool (one fresh SDK worker process per worker) on 127.0.0.1 with ``environment``."""
     port = free_port()
     command = [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)  # pylint: disable=consider-using-with
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-                assert process.poll() is None and time.monotonic() < deadline, "the worker pool did not start"
-                time.sleep(0.2)
-            yield f"localhost:{port}"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with open(log_path, "wb") as log, serve(command, port, "the worker pool", env=environment, output=log):
+        yield f"localhost:{port}"
 
 
 def test_a_fresh_worker_process_fetches_the_weights_from_their_uri_and_predicts(
-        gcs_emulator, remote_checkpoint, clip, synthetic_weights, tmp_path):  # noqa: F811  # pylint: disable=redefined-outer-name
+        gcs_emulator, remote_checkpoint, clip, synthetic_weights, tmp_path):
     worker_cache = tmp_path / "worker-cache"
     # the pool starts each worker as `python -c ...`: this interpreter must come first on its PATH
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
