@@ -13,30 +13,18 @@ The issue's target is decode under 2 ms per frame.
 """
 import argparse
 import pathlib
-import statistics
 import sys
 import tempfile
-import time
 
 import av
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.timing import time_runs  # noqa: E402
 from mimamo_ops.video import iter_frames  # noqa: E402
 from tests import clips  # noqa: E402
 
 TARGET_MS_PER_FRAME = 2.0
-
-
-def time_runs_s(fn, repeats: int) -> tuple:
-    """Returns (median, best) wall time in seconds over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
 
 
 def decode_only(path: pathlib.Path, threads: int) -> int:
@@ -66,22 +54,22 @@ def main() -> None:
             return lambda: sum(1 for _ in iter_frames(path, thread_count=threads))
 
         rows = [
-            (f"iter_frames, {args.threads} threads", time_runs_s(full(args.threads), args.repeats)),
-            ("iter_frames, 1 thread", time_runs_s(full(1), args.repeats)),
+            (f"iter_frames, {args.threads} threads", time_runs(full(args.threads), args.repeats)),
+            ("iter_frames, 1 thread", time_runs(full(1), args.repeats)),
             (f"PyAV decode only, {args.threads} threads",
-             time_runs_s(lambda: decode_only(path, args.threads), args.repeats)),
+             time_runs(lambda: decode_only(path, args.threads), args.repeats)),
         ]
-        seek_s, _ = time_runs_s(lambda: list(iter_frames(path, start_frame=n - 10, thread_count=args.threads)),
+        seek = time_runs(lambda: list(iter_frames(path, start_frame=n - 10, thread_count=args.threads)),
                                args.repeats)
 
     print(f"640x360 H.264, {n} frames, {size_bytes} bytes; "
           f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}")
     print(f"median (best) of {args.repeats} runs; other processes on the machine inflate the median")
-    for label, (median_s, best_s) in rows:
-        ms, best_ms = 1e3 * median_s / n, 1e3 * best_s / n
+    for label, timing in rows:
+        ms, best_ms = 1e3 * timing.median_s / n, 1e3 * timing.best_s / n
         print(f"{label:32s} {ms:6.3f} ({best_ms:6.3f}) ms/frame  ({1e3 / ms:7.1f} frames/s, "
               f"{ms / TARGET_MS_PER_FRAME:4.2f} x the {TARGET_MS_PER_FRAME} ms target)")
-    print(f"{'seek to frame ' + str(n - 10) + ' + 10 frames':32s} {1e3 * seek_s:6.1f} ms total")
+    print(f"{'seek to frame ' + str(n - 10) + ' + 10 frames':32s} {1e3 * seek.median_s:6.1f} ms total")
 
 
 if __name__ == "__main__":

@@ -14,33 +14,21 @@ The issue's target is under 8 ms per face per frame.
 """
 import argparse
 import pathlib
-import statistics
 import sys
 import tempfile
-import time
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.timing import time_runs  # noqa: E402
 from mimamo_ops.faces import DlibFaceExtractor, FaceConfig  # noqa: E402
 from mimamo_ops.faces.alignment import build_warp_matrix, transform_points, warp_face  # noqa: E402
 from mimamo_ops.video import iter_frames  # noqa: E402
 from tests import clips  # noqa: E402
 
 TARGET_MS_PER_FACE = 8.0
-
-
-def time_runs_s(fn, repeats: int) -> tuple:
-    """Returns (median, best) wall time in seconds over ``repeats`` runs after one warm-up, and the last result."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), result
 
 
 def naive_landmarks(extractor: DlibFaceExtractor, path: pathlib.Path) -> list:
@@ -83,20 +71,22 @@ def main() -> None:
         two = clips.two_faces_clip(pathlib.Path(tmp) / "two.mp4", n_frames=n, size=(640, 360))
         static = clips.static_face_clip(pathlib.Path(tmp) / "static.mp4", n_frames=min(n, 60), size=(640, 360))
 
-        decode_s, _, _ = time_runs_s(lambda: sum(1 for _ in iter_frames(str(moving))), args.repeats)
+        decode_s = time_runs(lambda: sum(1 for _ in iter_frames(str(moving))), args.repeats).median_s
         print(f"decode alone: {1000 * decode_s / n:.2f} ms/frame (subtracted below)")
         rows = [
             ("single-face, moving clip", single, moving),
             ("multi-face, two-faces clip", multi, two),
         ]
         for label, extractor, path in rows:
-            median_s, best_s, frames = time_runs_s(lambda e=extractor, p=path: list(e.extract(str(p))), args.repeats)
+            timing = time_runs(lambda e=extractor, p=path: list(e.extract(str(p))), args.repeats)
+            median_s, best_s, frames = timing.median_s, timing.best_s, timing.result
             faces = sum(len(f.faces) for f in frames)
             per_face = lambda s: 1000 * (s - decode_s) / max(faces, 1)  # noqa: E731
             print(f"{label}: {per_face(median_s):.2f} ms per face per frame (best {per_face(best_s):.2f}); "
                   f"faces in {sum(bool(f.faces) for f in frames)}/{n} frames, {faces} faces "
                   f"[target < {TARGET_MS_PER_FACE} ms]")
-        median_s, best_s, naive = time_runs_s(lambda: naive_landmarks(single, moving), args.repeats)
+        timing = time_runs(lambda: naive_landmarks(single, moving), args.repeats)
+        median_s, best_s, naive = timing.median_s, timing.best_s, timing.result
         found = sum(landmarks is not None for landmarks in naive)
         print(f"naive (detector every frame), moving clip: {1000 * (median_s - decode_s) / max(found, 1):.2f} ms "
               f"per face per frame (best {1000 * (best_s - decode_s) / max(found, 1):.2f}); "

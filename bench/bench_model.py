@@ -8,16 +8,15 @@ deviation.
 """
 import argparse
 import pathlib
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.timing import time_runs  # noqa: E402
 from mimamo_ops import snippets as snip  # noqa: E402
 from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus  # noqa: E402
 from mimamo_ops.predictor import MimamoModel, ModelConfig  # noqa: E402
@@ -26,16 +25,6 @@ from tests.parity_recipes import gen_state_dict  # noqa: E402
 from tests.ops.test_predictor import moving_faces  # noqa: E402
 
 ORIGINAL_S = {"backbone": 17.1 + 0.18, "phase": 1.87 + 0.12, "network": 0.73}  # incl. preprocessing / grey resize
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def write_weights(directory: pathlib.Path):
@@ -75,9 +64,9 @@ def main() -> None:
                 model.predict_sequence(model.network.frame_features(rgb, phase_0, phase_1)[None])
 
         stages = {
-            "backbone": median_time(lambda: model.backbone.features(window_faces), args.repeats),
-            "phase": median_time(phase_stage, args.repeats),
-            "network": median_time(network_stage, args.repeats),
+            "backbone": time_runs(lambda: model.backbone.features(window_faces), args.repeats).median_s,
+            "phase": time_runs(phase_stage, args.repeats).median_s,
+            "network": time_runs(network_stage, args.repeats).median_s,
         }
         total = sum(stages.values())
         original_total = sum(ORIGINAL_S.values())
@@ -95,13 +84,13 @@ def main() -> None:
                 track.add_face(i, i / 30.0, face)
             track.finish()
 
-        seconds = median_time(whole_track, 1)
+        seconds = time_runs(whole_track, 1).median_s
         print(f"streaming TrackPredictor, {len(track_faces)} faces: {seconds:.2f} s, {len(track_faces) / seconds:.1f} frames/s, "
               f"speed-up over the original {original_total * args.snippets / seconds:.1f}x")
 
         bf16 = BackboneRunner.from_file(backbone, precision="bf16")
         fp32_features = model.backbone.features(window_faces)
-        bf16_seconds = median_time(lambda: bf16.features(window_faces), args.repeats)
+        bf16_seconds = time_runs(lambda: bf16.features(window_faces), args.repeats).median_s
         deviation = np.abs(bf16.features(window_faces) - fp32_features).max()
         print(f"bf16 backbone: {bf16_seconds:.3f} s per snippet ({stages['backbone'] / bf16_seconds:.2f}x fp32), "
               f"max |bf16 - fp32| = {deviation:.3g} ({deviation / np.abs(fp32_features).max():.2%} of max feature)")

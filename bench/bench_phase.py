@@ -10,32 +10,19 @@ Usage: ``python bench/bench_phase.py [--repeats N] [--device cpu|cuda] [--thread
 """
 import argparse
 import os
-import statistics
-import time
-from typing import Tuple
+import pathlib
+import sys
 
 import numpy as np
 import torch
 
-from mimamo_ops.phase import NUM_PHASE, PHASE_SIZE, WINDOW, PhaseDifferenceExtractor
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from bench.timing import time_runs  # noqa: E402
+from mimamo_ops.phase import NUM_PHASE, PHASE_SIZE, WINDOW, PhaseDifferenceExtractor  # noqa: E402
 
 SNIPPET_LENGTH = 64
 ORIGINAL_MS = 1870.0  # parity README section 5: phase_diff_output, one snippet, 2 threads
-
-
-def time_ms(fn, repeats: int, device: torch.device) -> Tuple[float, float]:
-    """Best and median wall time of ``fn()`` in milliseconds, after one warm-up call."""
-    fn()
-    runs = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        runs.append((time.perf_counter() - start) * 1e3)
-    return min(runs), statistics.median(runs)
 
 
 def main() -> None:
@@ -54,11 +41,17 @@ def main() -> None:
     snippet = frames[windows].unsqueeze(0)  # (1, 64, 13, 48, 48)
     extractor = PhaseDifferenceExtractor().to(device)
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def time_ms(fn):
+        timing = time_runs(fn, args.repeats, sync)
+        return 1e3 * timing.best_s, 1e3 * timing.median_s
+
     with torch.inference_mode():
         coeffs = extractor.frame_coefficients(frames)
-        frame_ms = time_ms(lambda: extractor.frame_coefficients(frames), args.repeats, device)
-        window_ms = time_ms(lambda: extractor.window_differences(coeffs, windows), args.repeats, device)
-        per_window_ms = time_ms(lambda: extractor.snippet_differences(snippet), args.repeats, device)
+        frame_ms = time_ms(lambda: extractor.frame_coefficients(frames))
+        window_ms = time_ms(lambda: extractor.window_differences(coeffs, windows))
+        per_window_ms = time_ms(lambda: extractor.snippet_differences(snippet))
     cached_ms = tuple(f + w for f, w in zip(frame_ms, window_ms))
     print(f"device {device}, threads {torch.get_num_threads()}, snippet of {SNIPPET_LENGTH} frames, "
           f"load average {os.getloadavg()[0]:.1f}, {args.repeats} runs")
