@@ -23,7 +23,7 @@ COPY mimamo_ops ./mimamo_ops
 COPY beam_pipeline ./beam_pipeline
 ARG BEAM_VERSION
 RUN pip install --no-cache-dir . "apache-beam[gcp,aws]==${BEAM_VERSION}" \
-    && python -c "import dlib, face_recognition_models, torch, av, boto3, beam_pipeline.transforms"
+    && python -c "import dlib, torch, av, boto3, beam_pipeline.transforms; from mimamo_ops.faces.landmark_model import locate_shape_predictor; print(locate_shape_predictor())"
 
 # Weights fetched from gs:// or s3:// are cached here once per worker process (beam_pipeline.remote_files).
 ENV MIMAMO_CACHE_DIR=/var/cache/mimamo
