@@ -29,6 +29,7 @@ from beam_pipeline.progress import ProgressWriter
 from beam_pipeline.remote_files import localise_model_config, open_local_copy
 from beam_pipeline.sinks import build_frames_table, build_snippets_table, compute_video_id
 from mimamo_ops.faces import FaceConfig, FaceExtractor, make_face_extractor
+from mimamo_ops.prefetch import prefetch
 from mimamo_ops.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
 from mimamo_ops.smoothing import smooth_moving_average, smoothing_window_frames
 from mimamo_ops.video import probe_video
@@ -54,6 +55,7 @@ VIDEOS_TAG = "videos"
 SNIPPET_ROWS_TAG = "snippet_rows"
 TRACK_STATS_TAG = "track_stats"
 FACE_ROWS_CHUNK = 256  # face rows buffered per track before they are emitted
+FACE_PREFETCH_FRAMES = 64  # frames the face stage may run ahead of the networks (a background thread)
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,8 @@ class PredictVideoDoFn(beam.DoFn):
                 info = probe_video(local_path)
             tracks: Dict[int, "_TrackState"] = {}
             frames_decoded = frames_with_face = 0
-            frames = iter(self._extractor.extract(local_path))
+            # The face stage runs ahead in a thread; face_stage_latency_ms is the time spent waiting for it.
+            frames = prefetch(self._extractor.extract(local_path), FACE_PREFETCH_FRAMES)
             while True:
                 tick = self._clock()
                 with _stage("faces"):
