@@ -163,12 +163,13 @@ def _parquet_prefix(directory: str) -> str:
     return FileSystems.join(directory, "part")
 
 
-class WriteTables(beam.PTransform):
-    """Writes a ``PCollection`` of ``pyarrow.Table`` (all with ``schema``'s columns) as sharded Parquet files.
+class _WriteParquet(beam.PTransform):
+    """Sharded Parquet under ``directory``: ``part-SSSSS-of-NNNNN.parquet``, zstd, ``schema``'s metadata in the footer.
 
-    Files are ``<directory>/part-SSSSS-of-NNNNN.parquet``, zstd-compressed; each table becomes one or more row
-    groups. ``schema``'s metadata is written as the files' key-value metadata.
+    Subclasses name the Beam sink that matches their element type.
     """
+
+    _sink = None  # a beam.io Parquet writer class
 
     def __init__(self, directory: str, schema: pa.Schema, num_shards: int = 0):
         super().__init__()
@@ -176,8 +177,8 @@ class WriteTables(beam.PTransform):
         self._schema = schema
         self._num_shards = num_shards
 
-    def expand(self, tables):
-        return tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
+    def expand(self, elements):
+        return elements | "WriteParquet" >> self._sink(
             _parquet_prefix(self._directory),
             schema=self._schema,
             codec="zstd",
@@ -186,23 +187,14 @@ class WriteTables(beam.PTransform):
         )
 
 
-class WriteRows(beam.PTransform):
-    """Writes a ``PCollection`` of row dicts (keys: ``schema``'s column names) as sharded Parquet files.
+class WriteTables(_WriteParquet):
+    """Writes a ``PCollection`` of ``pyarrow.Table`` (all with ``schema``'s columns); each table becomes one or
+    more row groups."""
 
-    Rows are buffered into row groups by Beam's ``WriteToParquet``; file names as in :class:`WriteTables`.
-    """
+    _sink = beam.io.WriteToParquetBatched
 
-    def __init__(self, directory: str, schema: pa.Schema, num_shards: int = 0):
-        super().__init__()
-        self._directory = directory
-        self._schema = schema
-        self._num_shards = num_shards
 
-    def expand(self, rows):
-        return rows | "WriteParquet" >> beam.io.WriteToParquet(
-            _parquet_prefix(self._directory),
-            schema=self._schema,
-            codec="zstd",
-            file_name_suffix=".parquet",
-            num_shards=self._num_shards,
-        )
+class WriteRows(_WriteParquet):
+    """Writes a ``PCollection`` of row dicts (keys: ``schema``'s column names), buffered into row groups."""
+
+    _sink = beam.io.WriteToParquet
