@@ -1,11 +1,16 @@
-"""ResNet-50 FER+ throughput (images/s) per configuration, batch 32, 2 threads, seeded weights (seed 4004).
+"""ResNet-50 FER+ throughput (images/s) per configuration, 2 threads, seeded weights (seed 4004).
 
-Minor page faults per timed batch are printed too: they show the allocator effect even when the CPU is shared.
-Each configuration runs in its own fresh process, because the glibc allocator setting (``tune_allocator``) is
-process-wide and cannot be undone. The bf16 row also reports how far its features are from the fp32
-channels_last features on the same images. Usage, from the repository root:
+1. Configurations at the CPU default batch size (``CPU_BATCH_SIZE``). Minor page faults per timed run are printed
+   too: they show the allocator effect even when the CPU is shared. The bf16 row also reports how far its
+   features are from the fp32 channels_last features on the same images.
+2. The default configuration at several batch sizes, with the peak resident set size of each: what
+   ``CPU_BATCH_SIZE`` is chosen from (the largest activation, and so the heap the tuned allocator keeps, grows
+   with the batch).
 
-    .venv/bin/python bench/bench_backbone.py [--batches 3] [--threads 2]
+Every timed run is the same 64 faces. Each measurement runs in its own fresh process, because the glibc
+allocator setting (``tune_allocator``) is process-wide and cannot be undone. Usage, from the repository root:
+
+    .venv/bin/python bench/bench_backbone.py [--batches 3] [--threads 2] [--batch-sizes 8 16 32 64]
 """
 import argparse
 import json
@@ -21,7 +26,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-BATCH_SIZE = 32
+IMAGES_PER_RUN = 64
 # name -> (channels_last, tune_allocator, precision)
 CONFIGS = {
     "fp32 channels_first": (False, False, "fp32"),
@@ -43,7 +48,7 @@ def make_faces(count: int) -> np.ndarray:
     )
 
 
-def run_config(name: str, batches: int, threads: int, features_out: str) -> dict:
+def run_config(name: str, batch_size: int, batches: int, threads: int, features_out: str) -> dict:
     """Times one configuration in this process; saves its features to ``features_out`` (.npy)."""
     import torch
 
@@ -56,12 +61,12 @@ def run_config(name: str, batches: int, threads: int, features_out: str) -> dict
         template = ResNet50FerPlus().state_dict()
     runner = BackboneRunner(
         gen_state_dict(template, 4004),
-        batch_size=BATCH_SIZE,
+        batch_size=batch_size,
         precision=precision,
         channels_last=channels_last,
         tune_memory=tune,
     )
-    x = preprocess_faces(make_faces(BATCH_SIZE))
+    x = preprocess_faces(make_faces(IMAGES_PER_RUN))
     runner.features_from_input(x)  # warm-up
     seconds = []
     faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -72,42 +77,61 @@ def run_config(name: str, batches: int, threads: int, features_out: str) -> dict
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
     np.save(features_out, features)
     return {
-        "images_per_s": [BATCH_SIZE / s for s in seconds],
-        "median_images_per_s": BATCH_SIZE / np.median(seconds),
-        "page_faults_per_batch": faults / batches,
+        "images_per_s": [IMAGES_PER_RUN / s for s in seconds],
+        "median_images_per_s": IMAGES_PER_RUN / np.median(seconds),
+        "page_faults_per_run": faults / batches,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,  # Linux reports KiB
     }
+
+
+def run_child(name: str, batch_size: int, args: argparse.Namespace, features_out: str) -> dict:
+    """``run_config`` in a fresh process; its result with the features loaded."""
+    command = [sys.executable, __file__, "--config", name, "--batch-size", str(batch_size)]
+    command += ["--batches", str(args.batches), "--threads", str(args.threads), "--features-out", features_out]
+    completed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO)
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["features"] = np.load(features_out)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=3, help="timed batches per configuration (after 1 warm-up)")
+    parser.add_argument("--batches", type=int, default=3,
+                        help="timed runs of 64 faces per measurement (after 1 warm-up)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[8, 16, 32, 64],
+                        help="batch sizes for the default configuration; none skips part 2")
     parser.add_argument("--config", choices=sorted(CONFIGS), help=argparse.SUPPRESS)  # child-process mode
+    parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--features-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.config:
-        print(json.dumps(run_config(args.config, args.batches, args.threads, args.features_out)))
+        print(json.dumps(run_config(args.config, args.batch_size, args.batches, args.threads, args.features_out)))
         return
 
     import torch
 
-    print(f"torch {torch.__version__}, batch {BATCH_SIZE}, {args.threads} threads, {args.batches} timed batches")
+    from mimamo_ops.backbone import CPU_BATCH_SIZE
+
+    print(f"torch {torch.__version__}, batch {CPU_BATCH_SIZE}, {args.threads} threads, {args.batches} timed runs "
+          f"of {IMAGES_PER_RUN} faces")
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         for index, name in enumerate(CONFIGS):
-            features_out = str(pathlib.Path(scratch) / f"{index}.npy")
-            command = [sys.executable, __file__, "--config", name, "--batches", str(args.batches)]
-            command += ["--threads", str(args.threads), "--features-out", features_out]
-            completed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO)
-            results[name] = json.loads(completed.stdout.strip().splitlines()[-1])
-            results[name]["features"] = np.load(features_out)
+            results[name] = run_child(name, CPU_BATCH_SIZE, args, str(pathlib.Path(scratch) / f"{index}.npy"))
             runs = ", ".join(f"{v:.1f}" for v in results[name]["images_per_s"])
-            faults = results[name]["page_faults_per_batch"]
             print(
                 f"{name:48s} {results[name]['median_images_per_s']:6.1f} img/s  (runs {runs})  "
-                f"{faults:9.0f} minor page faults/batch",
+                f"{results[name]['page_faults_per_run']:9.0f} minor page faults/run",
                 flush=True,
             )
+        if args.batch_sizes:
+            print(f"\n'{REFERENCE}' by batch size:")
+        for batch_size in args.batch_sizes:
+            result = run_child(REFERENCE, batch_size, args, str(pathlib.Path(scratch) / f"batch{batch_size}.npy"))
+            runs = ", ".join(f"{v:.1f}" for v in result["images_per_s"])
+            print(f"  batch {batch_size:3d}: {result['median_images_per_s']:6.1f} img/s  (runs {runs})  "
+                  f"peak RSS {result['peak_rss_mib']:6.0f} MiB", flush=True)
 
     baseline = results["fp32 channels_first"]["median_images_per_s"]
     print("\nspeed-up over fp32 channels_first (glibc defaults):")
