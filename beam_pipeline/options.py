@@ -102,7 +102,7 @@ class MimamoOptions(PipelineOptions):
         )
         model_group.add_argument(
             "--compute_batch_size", type=int, default=0,
-            help="Faces per backbone forward pass; 0 picks one for the device (32 on CPU, sized to the free "
+            help="Faces per backbone forward pass; 0 picks one for the device (16 on CPU, sized to the free "
             "memory on a GPU). Memory and speed only; results do not depend on it.",
         )
         model_group.add_argument(

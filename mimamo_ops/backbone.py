@@ -207,7 +207,10 @@ def preprocess_faces(faces: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-CPU_BATCH_SIZE = 32  # the fastest measured on a 2-core CPU (bench/bench_backbone.py)
+# On a 2-core CPU, batches of 16 run as fast as 32 or 64 but the largest activation is half the size, so the heap
+# that the tuned allocator keeps is ~400 MiB smaller and fragments less over long videos (bench/bench_backbone.py).
+CPU_BATCH_SIZE = 16
+GPU_MIN_BATCH_SIZE = 32
 GPU_BYTES_PER_FACE = 64 * 2**20  # budget per face of a ResNet-50 forward at 224x224, fp32, generous
 GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, leaving room for the phase stream and other processes
 MAX_GPU_BATCH_SIZE = 512
@@ -216,9 +219,9 @@ MAX_GPU_BATCH_SIZE = 512
 def choose_batch_size(device: Union[str, torch.device], free_bytes: Optional[int] = None) -> int:
     """A backbone batch size that suits ``device`` (what ``--compute_batch_size 0`` means).
 
-    On the CPU larger batches stop paying off early, so it is ``CPU_BATCH_SIZE``. On a GPU the batch is sized
-    to half of the currently free memory at ``GPU_BYTES_PER_FACE`` per face, between ``CPU_BATCH_SIZE`` and
-    ``MAX_GPU_BATCH_SIZE``. Batch size never changes results beyond float rounding.
+    On the CPU larger batches stop paying off early and only cost memory, so it is ``CPU_BATCH_SIZE``. On a GPU
+    the batch is sized to half of the currently free memory at ``GPU_BYTES_PER_FACE`` per face, between
+    ``GPU_MIN_BATCH_SIZE`` and ``MAX_GPU_BATCH_SIZE``. Batch size never changes results beyond float rounding.
 
     Args:
         device: the device the backbone runs on.
@@ -233,7 +236,7 @@ def choose_batch_size(device: Union[str, torch.device], free_bytes: Optional[int
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
     by_memory = int(free_bytes * GPU_MEMORY_SHARE) // GPU_BYTES_PER_FACE
-    return max(CPU_BATCH_SIZE, min(MAX_GPU_BATCH_SIZE, by_memory))
+    return max(GPU_MIN_BATCH_SIZE, min(MAX_GPU_BATCH_SIZE, by_memory))
 
 
 # glibc mallopt parameters (malloc.h) and the values the runner sets.
@@ -250,7 +253,9 @@ def tune_allocator() -> bool:
     With glibc's defaults every large activation tensor is a fresh ``mmap`` whose pages fault in again on each
     batch; a ResNet-50 forward at batch 32 loses 30-40 % of its time that way. This is the runtime form of
     ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``: no mmap for large blocks and (nearly) no heap trimming. The
-    price is that the process keeps its peak heap. Under another allocator (tcmalloc, jemalloc, musl) the call
+    price is that the process keeps its peak heap, and that the heap grows by one largest activation whenever
+    fragmentation leaves no hole big enough for it; ``CPU_BATCH_SIZE`` keeps that activation small (49 MiB at 16
+    faces) so the peak stays flat over long videos. Under another allocator (tcmalloc, jemalloc, musl) the call
     logs at DEBUG and does nothing.
 
     Returns:
@@ -284,9 +289,9 @@ class BackboneRunner:
     """Holds an eval-mode ``ResNet50FerPlus`` on a device and turns face crops into features.
 
     Defaults are the fastest exact configuration measured on a 2-core CPU (``bench/bench_backbone.py``): float32,
-    channels_last, batches of 32, glibc allocator tuned. ``precision="bf16"`` (bfloat16 autocast) changes the
-    features by about 0.5 % of their range, so it is opt-in; it only pays off where the hardware has native
-    bfloat16 (GPUs, CPUs with AVX512_BF16 or AMX). On a CPU without it, it is slower than float32.
+    channels_last, batches of ``CPU_BATCH_SIZE``, glibc allocator tuned. ``precision="bf16"`` (bfloat16 autocast)
+    changes the features by about 0.5 % of their range, so it is opt-in; it only pays off where the hardware has
+    native bfloat16 (GPUs, CPUs with AVX512_BF16 or AMX). On a CPU without it, it is slower than float32.
 
     Args:
         state_dict: the 320 backbone tensors (see ``mimamo_ops.checkpoints.load_backbone_weights``); loaded
@@ -306,7 +311,7 @@ class BackboneRunner:
         self,
         state_dict: Dict[str, torch.Tensor],
         device: Union[str, torch.device] = "cpu",
-        batch_size: int = 32,
+        batch_size: int = CPU_BATCH_SIZE,
         precision: str = "fp32",
         channels_last: bool = True,
         tune_memory: bool = True,

@@ -40,7 +40,7 @@ class ModelConfig:
         backbone_path: ResNet-50 FER+ weights (``resnet50_ferplus_dag.pth``).
         device: torch device string, e.g. ``cpu`` or ``cuda:0``.
         backbone_batch_size: faces per backbone forward; a compute setting that never changes results.
-            0 picks one for the device (``backbone.choose_batch_size``: 32 on CPU, sized to free GPU memory).
+            0 picks one for the device (``backbone.choose_batch_size``: 16 on CPU, sized to free GPU memory).
         gru_sequence_snippets: consecutive snippets of one track per GRU sequence (spec 4.4). Changes results.
         snippet_length: L, faces per snippet (spec 6.2).
         snippet_stride: faces between snippet starts; below ``snippet_length`` snippets overlap.
@@ -55,7 +55,7 @@ class ModelConfig:
     checkpoint_path: str
     backbone_path: str
     device: str = "cpu"
-    backbone_batch_size: int = 32
+    backbone_batch_size: int = 0
     gru_sequence_snippets: int = snip.GRU_SEQUENCE_SNIPPETS
     snippet_length: int = snip.SNIPPET_LENGTH
     snippet_stride: int = snip.SNIPPET_STRIDE

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--backbone", help="resnet50_ferplus_dag.pth (default: the weights cache)")
     parser.add_argument("--face-id", type=int, default=0, help="face id in frame_det_<id>_<frame> names (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--batch-size", type=int, default=32, help="faces per backbone batch (speed only)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="faces per backbone batch (speed and memory only); 0 picks one for the device")
     parser.add_argument(
         "--gru-sequence-snippets",
         type=int,

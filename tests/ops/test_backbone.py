@@ -157,10 +157,10 @@ def test_tune_allocator_answers_the_same_every_call():
     assert tune_allocator() is first
 
 
-def test_automatic_batch_size_is_32_on_cpu_and_follows_free_gpu_memory():
+def test_automatic_batch_size_is_16_on_cpu_and_follows_free_gpu_memory():
     from mimamo_ops.backbone import choose_batch_size
 
-    assert choose_batch_size("cpu") == 32
+    assert choose_batch_size("cpu") == 16
     assert choose_batch_size("cuda:0", free_bytes=80 * 2**30) == 512  # capped
     assert choose_batch_size("cuda:0", free_bytes=16 * 2**30) == 128  # half of 16 GiB at 64 MiB per face
-    assert choose_batch_size("cuda:0", free_bytes=1 * 2**30) == 32  # never below the CPU default
+    assert choose_batch_size("cuda:0", free_bytes=1 * 2**30) == 32  # never below GPU_MIN_BATCH_SIZE
