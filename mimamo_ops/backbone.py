@@ -207,8 +207,9 @@ def preprocess_faces(faces: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-# On a 2-core CPU, batches of 16 run as fast as 32 or 64 but the largest activation is half the size, so the heap
-# that the tuned allocator keeps is ~400 MiB smaller and fragments less over long videos (bench/bench_backbone.py).
+# On a 2-core CPU, batches of 16 run within 3 % of 32 (64 is slower) with half the largest activation, so the heap
+# the tuned allocator keeps is 250-375 MiB smaller and stays flat over long videos (bench/bench_backbone.py,
+# bench/bench_pipeline.py).
 CPU_BATCH_SIZE = 16
 GPU_MIN_BATCH_SIZE = 32
 GPU_BYTES_PER_FACE = 64 * 2**20  # budget per face of a ResNet-50 forward at 224x224, fp32, generous
