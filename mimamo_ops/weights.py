@@ -21,13 +21,14 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from mimamo_ops import __version__
 from mimamo_ops.checkpoints import (
     BACKBONE,
     DESCRIPTIONS,
     MIMAMO,
+    PathLike,
     identify_state_dict,
     load_backbone_weights,
     load_mimamo_checkpoint,
@@ -54,8 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 MIMAMO_URL = "https://docs.google.com/uc?export=download&id=1Lb-Z9iJR7uCtIEa5CEtijyqevesO2tpq"
 BACKBONE_URL = "http://www.robots.ox.ac.uk/~albanie/models/pytorch-mcn/resnet50_ferplus_dag.pth"
