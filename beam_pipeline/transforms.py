@@ -14,7 +14,6 @@ predictions are dropped; the other videos carry on.
 """
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
@@ -156,26 +155,19 @@ class MatchVideos(beam.PTransform):
 
 
 class _BackboneTimer:
-    """Forward hooks on the backbone network reporting each forward pass (one compute batch) to
-    ``backbone_latency_ms``, in whichever thread runs it."""
+    """Reports each backbone forward pass (one compute batch) to ``backbone_latency_ms``, whatever the runtime."""
 
     def __init__(self):
-        self._local = threading.local()
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "backbone_latency_ms")
 
-    def before(self, module, inputs) -> None:  # pylint: disable=unused-argument
-        self._local.started = time.perf_counter()
-
-    def after(self, module, inputs, output) -> None:  # pylint: disable=unused-argument
-        self._latency.update(int((time.perf_counter() - self._local.started) * 1000))
+    def record(self, seconds: float) -> None:
+        self._latency.update(int(seconds * 1000))
 
 
 def _load_model(config: ModelConfig) -> MimamoModel:
     """Fetches remote weights into the worker's cache, loads the networks and times the backbone's passes."""
     model = MimamoModel.load(localise_model_config(config))
-    timer = _BackboneTimer()
-    model.backbone.model.register_forward_pre_hook(timer.before)
-    model.backbone.model.register_forward_hook(timer.after)
+    model.backbone.add_batch_listener(_BackboneTimer().record)
     return model
 
 

@@ -288,18 +288,21 @@ def load_backbone_weights(path: PathLike) -> StateDict:
     return state_dict
 
 
-def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: PathLike, what: str) -> None:
+def apply_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: PathLike, what: str,
+                     assign: bool = False) -> None:
     """Loads ``state_dict`` into ``model`` strictly, with one-sentence errors instead of torch's.
 
     Args:
-        model: the target module (any device; tensors are copied over).
+        model: the target module (any device; tensors are copied over). With ``assign``, a module built on the
+            ``meta`` device (no memory, no random init) that takes ``state_dict``'s tensors themselves.
         state_dict: key -> tensor.
         path: where the tensors came from, for messages.
         what: a name for the model in messages, e.g. "ResNet-50 FER+ backbone".
+        assign: pass ``assign=True`` to ``load_state_dict`` (no copy).
 
     Raises:
         CheckpointError: missing/unexpected keys or shape mismatches.
     """
     target = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     _raise_on_mismatch(target, state_dict, path, f"the {what}")
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=True, assign=assign)

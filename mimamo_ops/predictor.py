@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from mimamo_ops import snippets as snip
-from mimamo_ops.backbone import BackboneRunner, choose_batch_size
+from mimamo_ops.backbone import RUNTIMES, BackboneRunner, choose_batch_size
 from mimamo_ops.checkpoints import apply_state_dict, load_mimamo_checkpoint, sha256_file
 from mimamo_ops.phase import FrameCoefficients, PhaseDifferenceExtractor
+from mimamo_ops.threads import threads_per_worker
 from mimamo_ops.two_stream import TwoStreamRNN
 
 LOGGER = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ class ModelConfig:
         nbands: pyramid orientations (fixed to 2 by the checkpoint).
         scale_factor: pyramid scale step (2; level sizes 48 and 24 are fixed by the checkpoint).
         precision: ``fp32`` (default, exact) or ``bf16`` (backbone autocast; faster, small deviations).
+        runtime: backbone runtime (``backbone.RUNTIMES``): ``auto`` (OpenVINO on the CPU, torch on GPUs),
+            ``torch`` or ``openvino``. Same numbers within the parity tolerances; speed only.
+        threads_per_worker: threads of every library in each worker process; 0 divides the process's usable
+            CPUs (``threads.usable_cpus``) among ``worker_processes``.
+        worker_processes: pipeline processes sharing one machine (for ``threads_per_worker`` 0); 0 means one
+            per CPU (Dataflow's default), i.e. 1 thread each.
     """
 
     checkpoint_path: str
@@ -65,6 +72,9 @@ class ModelConfig:
     nbands: int = 2
     scale_factor: float = 2.0
     precision: str = "fp32"
+    runtime: str = "auto"
+    threads_per_worker: int = 0
+    worker_processes: int = 1
 
     def __post_init__(self):
         fixed = {"num_phase": (self.num_phase, 12), "phase_size": (self.phase_size, 48), "nbands": (self.nbands, 2)}
@@ -81,6 +91,19 @@ class ModelConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.threads_per_worker < 0 or self.worker_processes < 0:
+            raise ValueError(f"threads_per_worker and worker_processes must be >= 0 (0: automatic), got "
+                             f"{self.threads_per_worker} and {self.worker_processes}")
+
+    def thread_budget(self) -> int:
+        """Threads per library for one worker process on this machine (``mimamo_ops.threads``), >= 1."""
+        if self.threads_per_worker:
+            return self.threads_per_worker
+        if self.worker_processes == 0:
+            return 1
+        return threads_per_worker(self.worker_processes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +156,10 @@ class MimamoModel:
         apply_state_dict(network, state, config.checkpoint_path, "MIMAMO checkpoint")
         if not config.backbone_batch_size:
             config = dataclasses.replace(config, backbone_batch_size=choose_batch_size(device))
+        backbone_sha256 = sha256_file(config.backbone_path)
         backbone = BackboneRunner.from_file(
-            config.backbone_path, device=device, batch_size=config.backbone_batch_size, precision=config.precision
+            config.backbone_path, device=device, batch_size=config.backbone_batch_size, precision=config.precision,
+            runtime=config.runtime, weights_sha256=backbone_sha256,
         )
         LOGGER.info("loaded %s (epoch %s) and %s on %s", config.checkpoint_path, epoch, config.backbone_path, device)
         phase = PhaseDifferenceExtractor(
@@ -149,7 +174,7 @@ class MimamoModel:
             network.to(device).eval(),
             phase.to(device).eval(),
             checkpoint_sha256=sha256_file(config.checkpoint_path),
-            backbone_sha256=sha256_file(config.backbone_path),
+            backbone_sha256=backbone_sha256,
         )
 
     @property

@@ -1,10 +1,12 @@
 """Fixtures shared by every test package: seeded weights saved in the official file formats."""
+import os
 from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
 import torch
 
+from mimamo_ops.backbone import COMPILED_CACHE_ENV
 from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes
 from tests.parity_recipes import gen_state_dict
 
@@ -28,3 +30,17 @@ def synthetic_weights(tmp_path_factory) -> Tuple[Path, Path]:
     backbone = directory / "resnet50_ferplus_dag.pth"
     torch.save(seeded_state_dict(BACKBONE, 4004), backbone)
     return checkpoint, backbone
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_backbone_cache(tmp_path_factory) -> Path:
+    """One cache of converted backbones for the whole session (and the worker processes tests start), so each
+    seeded weight set is converted to OpenVINO once, never into the user's cache."""
+    directory = tmp_path_factory.mktemp("compiled-backbones")
+    previous = os.environ.get(COMPILED_CACHE_ENV)
+    os.environ[COMPILED_CACHE_ENV] = str(directory)
+    yield directory
+    if previous is None:
+        os.environ.pop(COMPILED_CACHE_ENV, None)
+    else:
+        os.environ[COMPILED_CACHE_ENV] = previous

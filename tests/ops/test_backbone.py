@@ -6,12 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
+from mimamo_ops import backbone_openvino
 from mimamo_ops.backbone import (
     FEATURE_DIM,
     MEAN_RGB,
     BackboneRunner,
     ResNet50FerPlus,
     preprocess_faces,
+    resolve_runtime,
+    state_dict_sha256,
     tune_allocator,
 )
 from mimamo_ops.errors import CheckpointError
@@ -21,6 +24,7 @@ from tests.parity_recipes import gen_state_dict
 # parity README section 4: float32 vs float64 differ by <= 2.9e-4 on features up to ~850.
 FEATURE_ATOL = 2e-3
 CASE4_WEIGHTS_SHA256 = "66859e0d0f9f29790c29751e42454291c45df54023b2636217ca56cfd858ba86"
+OFFERED_RUNTIMES = ("torch", "openvino")  # every runtime the project offers besides "auto"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,12 @@ def seeded_state_dict():
 
 @pytest.fixture(scope="module")
 def runner(seeded_state_dict):
-    return BackboneRunner(seeded_state_dict, batch_size=2)
+    return BackboneRunner(seeded_state_dict, batch_size=2, runtime="torch")
+
+
+@pytest.fixture(scope="module", params=OFFERED_RUNTIMES)
+def any_runner(request, seeded_state_dict):
+    return BackboneRunner(seeded_state_dict, batch_size=2, runtime=request.param)
 
 
 def _le_bytes(tensor: torch.Tensor) -> bytes:
@@ -102,19 +111,74 @@ def test_preprocess_rejects_wrong_dtype_and_shape():
         preprocess_faces(np.zeros((112, 112, 3), dtype=np.uint8))
 
 
-def test_features_match_parity_case4(case4, runner):
-    features = runner.features(case4["crops_u8"])
+def test_features_of_every_runtime_match_parity_case4(case4, any_runner):
+    features = any_runner.features(case4["crops_u8"])
     assert features.shape == (2, FEATURE_DIM) and features.dtype == np.float32
     np.testing.assert_allclose(features, case4["features"], rtol=0, atol=FEATURE_ATOL)
 
 
+def test_every_runtime_agrees_with_torch_on_a_batch_larger_than_the_compute_batch(case4, any_runner, runner):
+    crops = np.concatenate([case4["crops_u8"], case4["crops_u8"][:, ::-1], case4["crops_u8"][:, :, ::-1]])
+    x = preprocess_faces(np.ascontiguousarray(crops))
+    expected = runner.features_from_input(x)
+    got = any_runner.features_from_input(x)
+    assert got.shape == (6, FEATURE_DIM)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=FEATURE_ATOL)
+
+
+def test_auto_runtime_is_openvino_on_cpu_and_torch_on_cuda():
+    assert resolve_runtime("auto", "cpu") == "openvino"
+    assert resolve_runtime("auto", "cuda:0") == "torch"
+    assert resolve_runtime("torch", "cpu") == "torch"
+    with pytest.raises(ValueError, match="CPU only; got device cuda:0"):
+        resolve_runtime("openvino", "cuda:0")
+    with pytest.raises(ValueError, match="runtime must be one of.*'onnx'"):
+        resolve_runtime("onnx", "cpu")
+
+
+def test_openvino_model_is_converted_once_and_rebuilt_when_stale(tmp_path, seeded_state_dict, case4):
+    sha = state_dict_sha256(seeded_state_dict)
+    first = BackboneRunner(seeded_state_dict, runtime="openvino", cache_dir=tmp_path, weights_sha256=sha)
+    first_features = first.features(case4["crops_u8"])
+    del first  # OpenVINO maps model.bin; the truncation below must not pull it from under a live model
+    entries = [p for p in tmp_path.iterdir() if p.name.startswith("resnet50_ferplus-")]
+    assert [p.name[:33] for p in entries] == [f"resnet50_ferplus-{sha[:16]}"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    key_file = entries[0] / "key.json"
+    stamp = key_file.stat().st_mtime_ns
+    BackboneRunner(seeded_state_dict, runtime="openvino", cache_dir=tmp_path, weights_sha256=sha)
+    assert key_file.stat().st_mtime_ns == stamp  # reused, not converted again
+
+    (entries[0] / "model.bin").write_bytes(b"truncated")
+    rebuilt = BackboneRunner(seeded_state_dict, runtime="openvino", cache_dir=tmp_path, weights_sha256=sha)
+    assert (entries[0] / "model.bin").stat().st_size > 80 * 2**20  # 23.5 M float32 weights
+    np.testing.assert_array_equal(rebuilt.features(case4["crops_u8"]), first_features)
+
+
+def test_openvino_cache_key_names_the_weights_and_the_runtime_version():
+    import openvino
+
+    key = backbone_openvino.cache_entry_key("ab" * 32)
+    assert key["weights_sha256"] == "ab" * 32 and key["runtime_version"] == openvino.get_version()
+    assert key != backbone_openvino.cache_entry_key("cd" * 32)
+
+
+def test_batch_listeners_hear_every_forward_pass(seeded_state_dict, case4):
+    heard = []
+    fast = BackboneRunner(seeded_state_dict, batch_size=1, runtime="openvino")
+    fast.add_batch_listener(heard.append)
+    fast.features(case4["crops_u8"])
+    assert len(heard) == 2 and all(seconds > 0 for seconds in heard)
+
+
 def test_channels_first_batch_one_also_matches_parity_case4(case4, seeded_state_dict):
-    plain = BackboneRunner(seeded_state_dict, batch_size=1, channels_last=False, tune_memory=False)
+    plain = BackboneRunner(seeded_state_dict, batch_size=1, channels_last=False, tune_memory=False, runtime="torch")
     np.testing.assert_allclose(plain.features(case4["crops_u8"]), case4["features"], rtol=0, atol=FEATURE_ATOL)
 
 
-def test_bf16_features_stay_within_two_percent_of_range(case4, seeded_state_dict):
-    fast = BackboneRunner(seeded_state_dict, precision="bf16")
+@pytest.mark.parametrize("runtime", OFFERED_RUNTIMES)
+def test_bf16_features_stay_within_two_percent_of_range(case4, seeded_state_dict, runtime):
+    fast = BackboneRunner(seeded_state_dict, precision="bf16", runtime=runtime)
     features = fast.features(case4["crops_u8"])
     assert features.dtype == np.float32
     reference = case4["features"]
@@ -147,7 +211,7 @@ def test_runner_rejects_bad_settings_and_weights(seeded_state_dict):
 def test_runner_from_file_loads_weights_only(tmp_path, seeded_state_dict):
     path = tmp_path / "resnet50_ferplus_dag.pth"
     torch.save(seeded_state_dict, path, _use_new_zipfile_serialization=False)
-    loaded = BackboneRunner.from_file(path, tune_memory=False)
+    loaded = BackboneRunner.from_file(path, tune_memory=False, runtime="torch")
     torch.testing.assert_close(loaded.model.classifier.bias, seeded_state_dict["classifier.bias"])
 
 
