@@ -2,8 +2,9 @@
 
 Each sub-command lives in a module of ``beam_pipeline.commands``.
 
-Sub-command modules are imported lazily by name so that ``mimamo weights show`` does not pay for
-importing Apache Beam or torch.
+Only the chosen sub-command's module is imported (``mimamo --help`` and ``mimamo weights show`` import neither
+Apache Beam nor torch); the others appear in the top-level help through their one-line summaries below, which
+``tests/test_cli.py`` keeps equal to what each module registers.
 """
 import argparse
 import importlib
@@ -24,6 +25,15 @@ COMMAND_MODULES = {
     "report": "report",
     "plot": "plot",
 }
+# sub-command name -> its one-line help, as the module registers it
+COMMAND_SUMMARIES = {
+    "weights": "fetch, import or show the model weights",
+    "predict-aligned": "valence/arousal for a folder of aligned faces",
+    "faces": "extract aligned face crops from a video",
+    "run": "predict valence/arousal for videos into Parquet (local DirectRunner)",
+    "report": "summarise a run's output: videos by status, failures, frames per face, mean valence/arousal",
+    "plot": "draw valence/arousal plots (and optionally seed CSVs and annotated videos) from a run's output",
+}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -36,12 +46,24 @@ class _ArgumentParser(argparse.ArgumentParser):
         return shlex.split(arg_line, comments=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Optional[List[str]]) -> Optional[str]:
+    """The sub-command ``argv`` names (its first word that is a command name), or None."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((word for word in words if word in COMMAND_MODULES), None)
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The ``mimamo`` parser. Only the sub-command that ``argv`` names is imported and registered in full
+    (all of them when ``argv`` names none and is not given); the others are one-line entries."""
     parser = _ArgumentParser(prog="mimamo", description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
     parser.add_argument("--version", action="version", version=f"mimamo-beam {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMAND_MODULES.values():
+    chosen = _chosen_command(argv)
+    for name, module_name in COMMAND_MODULES.items():
+        if (chosen is not None and name != chosen) or (chosen is None and argv is not None):
+            subparsers.add_parser(name, help=COMMAND_SUMMARIES[name], add_help=False)
+            continue
         try:
             module = importlib.import_module(f"beam_pipeline.commands.{module_name}")
         except ModuleNotFoundError as error:
@@ -54,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Parses ``argv`` and runs the chosen sub-command; returns the process exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
+    if not hasattr(args, "handler"):  # the command word came from an @file: register that command in full
+        parser = build_parser([args.command])
+        args, extra = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -14,9 +14,10 @@ from typing import Iterator, List, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipeline.flags import DEFAULT_VIDEO_EXTENSIONS
+
 __all__ = ["DEFAULT_VIDEO_EXTENSIONS", "LIST_FILE_EXTENSIONS", "expand_input", "expand_inputs"]
 
-DEFAULT_VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 LIST_FILE_EXTENSIONS = (".txt", ".lst", ".list")
 _GLOB_CHARACTERS = frozenset("*?[")
 

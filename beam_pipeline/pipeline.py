@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline.options import MimamoOptions, options_as_json, validate_options
+from beam_pipeline.options import MimamoOptions, options_as_json, validate_options, worker_processes_per_machine
 from beam_pipeline.remote_files import resolve_weight_uris, weights_sha256
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn, SummariseVideos
@@ -48,6 +48,9 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
         nbands=options.nbands,
         scale_factor=options.scale_factor,
         precision=options.precision,
+        runtime=options.runtime,
+        threads_per_worker=options.threads_per_worker,
+        worker_processes=worker_processes_per_machine(options),
     )
     face_config = FaceConfig(
         multi_face=options.multi_face,

@@ -31,6 +31,7 @@ from mimamo_ops.faces import FaceConfig, FaceExtractor, make_face_extractor
 from mimamo_ops.prefetch import prefetch
 from mimamo_ops.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
 from mimamo_ops.smoothing import smooth_moving_average, smoothing_window_frames
+from mimamo_ops.threads import apply_thread_budget
 from mimamo_ops.video import probe_video
 
 __all__ = [
@@ -174,7 +175,9 @@ def _load_model(config: ModelConfig) -> MimamoModel:
 class PredictVideoDoFn(beam.DoFn):
     """Video URI -> per-snippet predictions keyed by (uri, face_id), streaming, one video at a time.
 
-    The model is loaded in ``setup()`` once per process and shared by the process's threads
+    ``setup()`` first gives every threaded library of the process its share of the cores
+    (``ModelConfig.thread_budget``, ``mimamo_ops.threads``). The model is loaded once per process and shared by
+    the process's threads
     (``apache_beam.utils.shared.Shared``); each DoFn instance builds its own face extractor in ``setup()``
     (the landmark detector keeps per-call state). Any error while reading, decoding or predicting one video
     ends that video only: a ``failed`` ``VideoSummary`` names the stage and the reason.
@@ -225,6 +228,8 @@ class PredictVideoDoFn(beam.DoFn):
     def setup(self) -> None:
         started = self._clock()
         config = self._model_config
+        # before any model loads: this process's share of the machine's cores for every threaded library
+        apply_thread_budget(config.thread_budget())
         self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
         # metrics updated in setup() are not attributed to a step, so the first process() call reports it
         self._pending_load_ms = int((self._clock() - started) * 1000)

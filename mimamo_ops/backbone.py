@@ -21,6 +21,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from mimamo_ops.runtimes import RUNTIMES, resolve_runtime
+
 __all__ = [
     "FEATURE_DIM",
     "INPUT_SIZE_PX",
@@ -50,9 +52,6 @@ _EXPANSION = 4
 _STEM_CHANNELS = 64
 
 PRECISIONS = ("fp32", "bf16")
-# "auto": OpenVINO on the CPU (1.3-2x the img/s of eager torch at the same numbers, bench/bench_runtimes.py),
-# torch on GPUs. "torch" is always available.
-RUNTIMES = ("auto", "torch", "openvino")
 COMPILED_CACHE_ENV = "MIMAMO_COMPILED_CACHE_DIR"  # where converted models go; default <weights cache>/compiled
 
 
@@ -292,38 +291,6 @@ def _set_glibc_malloc_options() -> bool:
     ok = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
     logger.debug("tune_allocator: glibc mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=%d) -> %s", _TRIM_THRESHOLD_BYTES, ok)
     return ok
-
-
-def _openvino_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
-
-
-def resolve_runtime(runtime: str, device: Union[str, torch.device]) -> str:
-    """The runtime that ``runtime`` means on ``device``: "auto" is OpenVINO on the CPU (if installed), else torch.
-
-    Args:
-        runtime: one of ``RUNTIMES``.
-        device: the device the backbone runs on.
-
-    Returns:
-        "torch" or "openvino".
-
-    Raises:
-        ValueError: an unknown runtime, or OpenVINO asked for on a non-CPU device or without the package.
-    """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}; got {runtime!r}")
-    device = torch.device(device)
-    if runtime == "auto":
-        return "openvino" if device.type == "cpu" and _openvino_available() else "torch"
-    if runtime == "openvino":
-        if device.type != "cpu":
-            raise ValueError(f"runtime 'openvino' runs on the CPU only; got device {device}")
-        if not _openvino_available():
-            raise ValueError("runtime 'openvino' needs the openvino package (pip install openvino)")
-    return runtime
 
 
 def state_dict_sha256(state_dict: Dict[str, torch.Tensor]) -> str:

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from mimamo_ops import snippets as snip
-from mimamo_ops.backbone import RUNTIMES, BackboneRunner, choose_batch_size
+from mimamo_ops.backbone import BackboneRunner, choose_batch_size
 from mimamo_ops.checkpoints import apply_state_dict, load_mimamo_checkpoint, sha256_file
 from mimamo_ops.phase import FrameCoefficients, PhaseDifferenceExtractor
+from mimamo_ops.runtimes import RUNTIMES
 from mimamo_ops.threads import threads_per_worker
 from mimamo_ops.two_stream import TwoStreamRNN
 

@@ -41,6 +41,7 @@ import av.video.stream
 import numpy as np
 
 from mimamo_ops.errors import VideoError
+from mimamo_ops.threads import decoder_threads
 
 __all__ = ["VideoFrame", "VideoInfo", "VideoSource", "iter_frames", "probe_video"]
 
@@ -146,7 +147,8 @@ def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[i
         end_frame: stop before this frame index (exclusive), or None for the end of the video.
         start_time_s: instead of ``start_frame``, start at the first frame whose timestamp is at or after
             this time in seconds.
-        thread_count: decoder threads; 0 lets FFmpeg choose. Frame and slice threading are both allowed.
+        thread_count: decoder threads; 0: the process's thread budget (``mimamo_ops.threads``), or FFmpeg's
+            choice without one. Frame and slice threading are both allowed.
 
     Yields:
         :class:`VideoFrame` in presentation order, with consecutive indices from the start frame.
@@ -176,7 +178,7 @@ def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[i
             if target_pts is None:
                 return  # the start lies past the last frame
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = thread_count
+        stream.codec_context.thread_count = thread_count or decoder_threads()
         fps = _average_fps(stream)
         # One reformatter for the whole stream: it keeps its scaler context, which is ~10x faster per frame than
         # frame.to_ndarray(format="rgb24") building a new one each call (bench/bench_decode.py).

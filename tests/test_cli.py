@@ -22,3 +22,51 @@ def test_unknown_command_exits_with_usage(capsys):
         main(["no-such-command"])
     assert error.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# Libraries `mimamo --help` and `mimamo run --help` must not load: Beam, torch and the model runtimes, plotting,
+# the warehouse, the cloud clients (the bare ``google.cloud`` namespace is loaded at start-up by an installed
+# ``*-nspkg.pth`` file, so its client packages are checked instead).
+_HEAVY_MODULES = ("apache_beam", "torch", "openvino", "cv2", "matplotlib", "duckdb", "google.cloud.storage",
+                  "boto3", "botocore")
+
+
+def _modules_loaded_by(argv: list) -> set:
+    """Runs ``mimamo ARGV`` in a fresh interpreter and returns which of ``_HEAVY_MODULES`` it imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from beam_pipeline.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps([m for m in {list(_HEAVY_MODULES)!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["weights", "show", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    assert _modules_loaded_by(argv) == set()
+
+
+def test_top_level_summaries_are_what_each_command_registers():
+    from beam_pipeline.cli import COMMAND_SUMMARIES
+
+    full = [a for a in build_parser()._actions if a.dest == "command"][0]
+    registered = {choice.dest: choice.help for choice in full._choices_actions}
+    assert registered == COMMAND_SUMMARIES
+
+
+def test_command_named_in_an_option_file_is_registered_in_full(tmp_path, capsys):
+    options = tmp_path / "options.txt"
+    options.write_text("weights\nshow\n--cache-dir\n" + str(tmp_path / "empty") + "\n")
+    assert main([f"@{options}"]) == 1  # both files missing
+    assert "missing: run `mimamo weights fetch`" in capsys.readouterr().out

@@ -5,15 +5,10 @@ import logging
 import pathlib
 from typing import List, Tuple
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from mimamo_ops.aligned_faces import list_aligned_faces, read_aligned_faces
-from mimamo_ops.predictor import MimamoModel, ModelConfig, StreamingStitcher
-from mimamo_ops.weights import resolve_weights
+from mimamo_ops.runtimes import RUNTIMES
 
 LOGGER = logging.getLogger(__name__)
-SCHEMA = pa.schema([("frame", pa.int64()), ("valence", pa.float32()), ("arousal", pa.float32())])
+COLUMNS = ("frame", "valence", "arousal")
 Row = Tuple[int, float, float, float]
 
 
@@ -39,7 +34,11 @@ def register(subparsers) -> None:
         default=64,
         help="consecutive 64-face snippets per GRU sequence; 64 reproduces the authors' reference run",
     )
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 is faster, not exact")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16 is not exact, and faster only on GPUs and CPUs with AMX or AVX512_BF16")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="backbone runtime: auto (OpenVINO on the CPU, torch on GPUs), torch or openvino; "
+                        "speed only, the same numbers within the parity tolerances")
     parser.set_defaults(handler=predict_aligned)
 
 
@@ -56,10 +55,15 @@ class _RowWriter:
         if suffix == ".csv":
             self._file = open(path, "w", newline="")
             self._csv = csv.writer(self._file)
-            self._csv.writerow(SCHEMA.names)
+            self._csv.writerow(COLUMNS)
             self._parquet = None
         else:
-            self._parquet = pq.ParquetWriter(path, SCHEMA)
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self._schema = pa.schema([(COLUMNS[0], pa.int64()), (COLUMNS[1], pa.float32()),
+                                      (COLUMNS[2], pa.float32())])
+            self._parquet = pq.ParquetWriter(path, self._schema)
 
     def write(self, rows: List[Row]) -> None:
         if not rows:
@@ -69,7 +73,9 @@ class _RowWriter:
             self._csv.writerows((frame, valence, arousal) for frame, _, valence, arousal in rows)
             return
         frames, _, valence, arousal = zip(*rows)
-        self._parquet.write_table(pa.table([list(frames), list(valence), list(arousal)], schema=SCHEMA))
+        import pyarrow as pa
+
+        self._parquet.write_table(pa.table([list(frames), list(valence), list(arousal)], schema=self._schema))
 
     def close(self) -> None:
         if self._parquet is None:
@@ -79,6 +85,10 @@ class _RowWriter:
 
 
 def predict_aligned(args: argparse.Namespace, extra_args: List[str]) -> int:
+    from mimamo_ops.aligned_faces import list_aligned_faces, read_aligned_faces
+    from mimamo_ops.predictor import MimamoModel, ModelConfig, StreamingStitcher
+    from mimamo_ops.weights import resolve_weights
+
     faces = list_aligned_faces(args.directory, args.face_id)
     checkpoint, backbone = resolve_weights(args.checkpoint, args.backbone)
     config = ModelConfig(
@@ -88,6 +98,7 @@ def predict_aligned(args: argparse.Namespace, extra_args: List[str]) -> int:
         backbone_batch_size=args.batch_size,
         gru_sequence_snippets=args.gru_sequence_snippets,
         precision=args.precision,
+        runtime=args.runtime,
     )
     model = MimamoModel.load(config)
     track = model.new_track()

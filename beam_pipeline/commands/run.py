@@ -12,16 +12,10 @@ import sys
 import tempfile
 from typing import Dict, List
 
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from beam_pipeline.flags import add_mimamo_arguments
 
-from beam_pipeline.commands.plot import plot_command
-from beam_pipeline.inputs import expand_input
-from beam_pipeline.options import MimamoOptions
-from beam_pipeline.pipeline import FRAMES_DIR, VIDEOS_DIR
-from beam_pipeline.progress import ProgressBars, read_progress
-from beam_pipeline.run import run_with_options
-from beam_pipeline.transforms import METRICS_NAMESPACE
+# Beam, torch, the pipeline and the plotting command are imported by the functions that use them, so that
+# `mimamo run --help` stays quick.
 
 __all__ = ["register", "count_videos", "read_counters"]
 
@@ -31,7 +25,7 @@ SEED_OUTPUTS_DIR = "seed"
 
 def _option_dests() -> List[str]:
     parser = argparse.ArgumentParser(add_help=False)
-    MimamoOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    add_mimamo_arguments(parser)
     return [action.dest for action in parser._actions]  # pylint: disable=protected-access
 
 
@@ -53,12 +47,14 @@ def register(subparsers) -> None:
         help="after the run, also write the seed's per-video <stem>_va_preds.csv and <stem>_va_trend.png "
         "to OUTPUT/seed/ (local output only; the same as `mimamo plot OUTPUT --csv --out OUTPUT/seed`)",
     )
-    MimamoOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    add_mimamo_arguments(parser)
     parser.set_defaults(handler=run_command, accepts_extra_args=True)
 
 
 def count_videos(inputs: List[str], video_extensions: List[str]) -> int:
     """Counts the rows the ``videos`` table will get: matched videos plus one per input that matches nothing."""
+    from beam_pipeline.inputs import expand_input
+
     videos = set()
     unmatched = 0
     for uri in inputs:
@@ -71,6 +67,10 @@ def count_videos(inputs: List[str], video_extensions: List[str]) -> int:
 
 def read_counters(result) -> Dict[str, int]:
     """Committed counters of the ``mimamo`` namespace, by name (summed over steps)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from beam_pipeline.transforms import METRICS_NAMESPACE
+
     counters: Dict[str, int] = {}
     for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
         name = counter.key.metric.name
@@ -80,6 +80,12 @@ def read_counters(result) -> Dict[str, int]:
 
 def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
     """Runs the pipeline for ``args`` (extra flags go to Beam) and prints a summary; returns the exit status."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipeline.pipeline import FRAMES_DIR, VIDEOS_DIR
+    from beam_pipeline.progress import ProgressBars, read_progress
+    from beam_pipeline.run import run_with_options
+
     values = {dest: getattr(args, dest) for dest in _option_dests() if hasattr(args, dest)}
     values["input"] = list(args.inputs) + list(args.input or [])
     if args.watch:  # a daemon: no progress bars, a summary once Ctrl-C has stopped it
@@ -110,6 +116,8 @@ def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
         f"videos: {values['output'].rstrip('/')}/{VIDEOS_DIR}/"
     )
     if args.seed_outputs:
+        from beam_pipeline.commands.plot import plot_command
+
         seed_dir = os.path.join(values["output"], SEED_OUTPUTS_DIR)
         plot_command(argparse.Namespace(output=values["output"], video=None, out=seed_dir, csv=True,
                                         annotated_video=False), [])
