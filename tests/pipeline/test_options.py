@@ -92,3 +92,30 @@ def test_options_json_holds_beam_and_mimamo_options():
     assert decoded["smoothing_size"] == 0.5
     assert decoded["runner"] == "DirectRunner"
     assert decoded["input"] == ["a.mp4"]
+
+
+@pytest.mark.parametrize(
+    "flags, processes",
+    [
+        ([], 1),
+        (["--direct_num_workers", "4"], 1),  # multi_threading: one process
+        (["--direct_num_workers", "4", "--direct_running_mode", "multi_processing"], 4),
+        (["--runner", "PortableRunner", "--sdk_worker_parallelism", "3"], 3),
+        (["--runner", "FlinkRunner", "--sdk_worker_parallelism", "0"], 0),  # the runner's choice: one per CPU
+        (["--runner", "DataflowRunner"], 0),  # one SDK process per vCPU
+        (["--runner", "DataflowRunner", "--experiments", "no_use_multiple_sdk_containers"], 1),
+    ],
+)
+def test_worker_processes_per_machine_follows_the_runner(flags, processes):
+    from beam_pipeline.options import worker_processes_per_machine
+
+    assert worker_processes_per_machine(PipelineOptions(flags)) == processes
+
+
+def test_runtime_and_threads_options_default_to_automatic_and_are_checked():
+    options = PipelineOptions([]).view_as(MimamoOptions)
+    assert (options.runtime, options.threads_per_worker) == ("auto", 0)
+    assert PipelineOptions(["--runtime", "torch"]).view_as(MimamoOptions).runtime == "torch"
+    bad = PipelineOptions(["--input", "a.mp4", "--output", "out", "--threads_per_worker", "-1"])
+    with pytest.raises(ValueError, match="--threads_per_worker=-1"):
+        validate_options(bad.view_as(MimamoOptions))

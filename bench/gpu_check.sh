@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# GPU check for a CUDA machine (issue 12, item 6), run from the repository root:
+#
+#     bash bench/gpu_check.sh [OUT_DIR]
+#
+# 1. installs what it needs into .venv-gpu (the CUDA torch build of the pinned version, then this project);
+# 2. CUDA against the CPU on the parity inputs: the backbone on parity case 4 and the whole model on a
+#    predict-aligned track, max |CUDA - CPU| printed next to the tolerances;
+# 3. backbone timing at fp32, TF32 and bf16 over batch 64..512 (faces/s; target >= 3000 faces/s fp32 on an
+#    H100/H200-class GPU);
+# 4. `mimamo run` over many copies of a clip with one worker process per few CPU cores for the face stage
+#    (frames/s end to end; target >= 1000 frames/s).
+# Everything is written to OUT_DIR (default $OUT or ./gpu-check) and echoed. Not run in the session that wrote
+# it (no GPU there): expect to fix what it shows.
+set -euo pipefail
+
+OUT_DIR="${1:-${OUT:-gpu-check}}"
+mkdir -p "$OUT_DIR"
+exec > >(tee "$OUT_DIR/gpu_check.log") 2>&1
+
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+VENV=.venv-gpu
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"  # the default PyPI wheel is the CUDA build on Linux
+    "$VENV/bin/pip" install -q -e ".[test]"
+fi
+PY="$VENV/bin/python"
+export PYTHONPATH="$PWD"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+echo "CPU cores: $(nproc)"
+
+echo "== 2. CUDA vs CPU on the parity inputs"
+"$PY" - <<'EOF'
+import numpy as np
+import torch
+
+from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus
+from tests.ops.expected import load_expected
+from tests.parity_recipes import gen_state_dict
+
+case4 = load_expected("case4_resnet_expected.npz")
+with torch.device("meta"):
+    template = ResNet50FerPlus().state_dict()
+weights = gen_state_dict(template, 4004)
+for precision, tf32 in (("fp32", False), ("fp32", True), ("bf16", False)):
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    gpu = BackboneRunner(weights, device="cuda", runtime="torch", precision=precision).features(case4["crops_u8"])
+    dev = np.abs(gpu - case4["features"]).max()
+    print(f"backbone case 4, {precision}{' TF32' if tf32 else ''}: max |CUDA - reference| {dev:.2e} "
+          f"(fp32 tolerance 2e-3; max |feature| {np.abs(case4['features']).max():.0f})")
+torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+EOF
+"$PY" -m pytest -q -p no:cacheprovider tests/ops/test_backbone.py tests/ops/test_predict_aligned.py
+"$PY" - <<'EOF'
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mimamo_ops.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.predictor import MimamoModel, ModelConfig, stitch_snippets
+from tests.conftest import seeded_state_dict
+from tests.ops.test_predictor import moving_faces
+
+with tempfile.TemporaryDirectory() as tmp:
+    checkpoint, backbone = Path(tmp, "m.pth.tar"), Path(tmp, "b.pth")
+    torch.save({"state_dict": seeded_state_dict(MIMAMO, 3003), "epoch": 1}, checkpoint)
+    torch.save(seeded_state_dict(BACKBONE, 4004), backbone)
+    faces = moving_faces(200)
+    values = {}
+    for device in ("cpu", "cuda"):
+        model = MimamoModel.load(ModelConfig(str(checkpoint), str(backbone), device=device, runtime="torch"))
+        track = model.new_track()
+        snippets = [p for i, f in enumerate(faces) for p in track.add_face(i, i / 30, f)] + track.finish()
+        values[device] = stitch_snippets(snippets)[2]
+    print(f"end to end, 200 faces: max |CUDA - CPU| valence/arousal {np.abs(values['cuda'] - values['cpu']).max():.2e}"
+          " (predict-aligned tolerance 1e-5 between CPU runs)")
+EOF
+
+echo "== 3. backbone faces/s on the GPU"
+"$PY" - <<'EOF'
+import time
+
+import numpy as np
+import torch
+
+from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus
+from tests.parity_recipes import gen_state_dict
+
+with torch.device("meta"):
+    template = ResNet50FerPlus().state_dict()
+weights = gen_state_dict(template, 4004)
+x = np.random.default_rng(0).normal(0, 50, (2048, 3, 224, 224)).astype(np.float32)
+for precision, tf32 in (("fp32", False), ("fp32", True), ("bf16", False)):
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+    for batch in (64, 128, 256, 512):
+        runner = BackboneRunner(weights, device="cuda", batch_size=batch, precision=precision, runtime="torch")
+        runner.features_from_input(x[:batch * 2])
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        runner.features_from_input(x)
+        torch.cuda.synchronize()
+        rate = len(x) / (time.perf_counter() - started)
+        print(f"{precision}{' TF32' if tf32 else '     '} batch {batch:3d}: {rate:7.0f} faces/s (host copies included)")
+EOF
+
+echo "== 4. mimamo run over many copies, worker processes for the face stage"
+WORK="$(mktemp -d)"
+"$PY" - "$WORK" <<'EOF'
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from beam_pipeline.demo import write_sample_clip
+from mimamo_ops.checkpoints import BACKBONE, MIMAMO
+from tests.conftest import seeded_state_dict
+
+work = Path(sys.argv[1])
+torch.save({"state_dict": seeded_state_dict(MIMAMO, 3003), "epoch": 1}, work / "model_weights.pth.tar")
+torch.save(seeded_state_dict(BACKBONE, 4004), work / "resnet50_ferplus_dag.pth")
+clip = write_sample_clip(work / "clip.mp4", seconds=30)
+copies = work / "copies"
+copies.mkdir()
+for i in range(int(os.environ.get("COPIES", "32"))):
+    os.link(clip, copies / f"copy{i:03d}.mp4")
+EOF
+WORKERS="${WORKERS:-$(( $(nproc) / 2 ))}"
+STARTED=$(date +%s.%N)
+"$VENV/bin/mimamo" run "$WORK/copies" --output "$WORK/out" --checkpoint "$WORK/model_weights.pth.tar" \
+    --backbone "$WORK/resnet50_ferplus_dag.pth" --device cuda --n_workers "$WORKERS" --no_progress
+ENDED=$(date +%s.%N)
+"$PY" - "$WORK/out" "$STARTED" "$ENDED" "$WORKERS" <<'EOF'
+import sys
+
+import pyarrow.parquet as pq
+
+table = pq.read_table(f"{sys.argv[1]}/videos")
+frames = sum(table.column("frame_count").to_pylist())
+seconds = float(sys.argv[3]) - float(sys.argv[2])
+print(f"{table.num_rows} videos, {frames} frames in {seconds:.1f} s with {sys.argv[4]} worker processes: "
+      f"{frames / seconds:.0f} frames/s end to end (target >= 1000)")
+EOF
+rm -rf "$WORK"
