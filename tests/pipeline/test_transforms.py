@@ -135,3 +135,30 @@ def test_video_row_means_over_all_faces_and_failures_keep_their_reason():
     row = build_video_row("b.mp4", [failed], [])
     assert (row["status"], row["error_stage"], row["mean_valence"]) == ("failed", "probe", None)
     assert row["error"] == "VideoError: b.mp4: empty file (0 bytes)"
+
+
+def test_setup_gives_the_process_its_thread_share_before_loading_the_model(monkeypatch):
+    import os
+
+    import cv2
+    import torch
+
+    from mimamo_ops import threads
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setattr(threads, "_decoder_threads", threads.decoder_threads())
+    seen = []
+
+    def loader(config: ModelConfig) -> MimamoModel:
+        seen.append((torch.get_num_threads(), cv2.getNumThreads(), threads.decoder_threads()))
+        return load_light_model(config)
+
+    config = ModelConfig("unused-threads", "unused", threads_per_worker=1)
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        PredictVideoDoFn(config, FaceConfig(), model_loader=loader, extractor_factory=ScriptedFaces).setup()
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+    assert seen == [(1, 1, 1)]
