@@ -48,8 +48,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def _chosen_command(argv: Optional[List[str]]) -> Optional[str]:
     """The sub-command ``argv`` names (its first word that is a command name), or None."""
-    words = sys.argv[1:] if argv is None else argv
-    return next((word for word in words if word in COMMAND_MODULES), None)
+    return next((word for word in argv or () if word in COMMAND_MODULES), None)
 
 
 def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
