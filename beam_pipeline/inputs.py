@@ -215,7 +215,7 @@ def expand_inputs(uris: Sequence[str], video_extensions: Sequence[str] = DEFAULT
     """Expands several inputs on the launching machine, one entry per :func:`dedup_key` (first one kept).
 
     Used by ``mimamo run`` to size its progress bar; the pipeline itself expands inputs on the workers and
-    keeps, among entries with the same key, the one with the smallest URI.
+    keeps, among entries with the same key, the one given by the resolved path itself, else the smallest URI.
     """
     seen = {}
     for uri in uris:

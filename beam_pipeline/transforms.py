@@ -124,8 +124,11 @@ class ExpandInputsDoFn(beam.DoFn):
 
 
 def pick_first_match(matches: Iterable[InputMatch]) -> InputMatch:
-    """Among entries with the same resolved path, the one with the smallest URI (the same on every runner)."""
-    return min(matches, key=lambda match: match.uri)
+    """Among entries with the same resolved path, the one given by that path, else the smallest URI.
+
+    The choice does not depend on the order in which the runner delivers them.
+    """
+    return min(matches, key=lambda match: (match.uri != dedup_key(match.uri), match.uri))
 
 
 class SplitMatchesDoFn(beam.DoFn):
