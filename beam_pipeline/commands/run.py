@@ -32,7 +32,7 @@ from beam_pipeline.run import (EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_
 from mimamo_ops.checkpoints import BACKBONE, MIMAMO
 from mimamo_ops.weights import verify_weights_file
 
-__all__ = ["register", "count_videos", "read_counters", "check_output", "check_weights_and_tables", "open_run_log", "LOGS_DIR"]
+__all__ = ["register", "count_videos", "read_counters", "check_output", "check_weights_and_tables", "open_run_log", "close_run_log", "quiet_console", "LOGS_DIR"]
 
 LOGGER = logging.getLogger(__name__)
 SEED_OUTPUTS_DIR = "seed"
@@ -98,43 +98,68 @@ def check_output(options: MimamoOptions) -> None:
 
 
 def check_weights_and_tables(options: MimamoOptions) -> None:
-    """Checks that the output holds no earlier tables and that both weight files are there and right.
+    """Checks that the output holds no earlier tables (unless ``--watch``) and that both weights files are right.
 
     Raises:
         ValueError: the output already holds tables.
         mimamo_ops.errors.MimamoError: a weights file is missing or is not that model's weights.
     """
-    check_output_is_fresh(options.output)
+    if not options.watch:  # --watch adds to the tables of its earlier sessions (beam_pipeline.watch)
+        check_output_is_fresh(options.output)
     model_config, _ = build_configs(options)
     for path, kind in ((model_config.checkpoint_path, MIMAMO), (model_config.backbone_path, BACKBONE)):
         if not is_remote(path):  # remote files were fetched and verified by build_configs
             verify_weights_file(path, kind)
 
 
-def open_run_log(output: str, verbose: bool = False) -> str:
-    """Sends every log record (Beam's too) to a new log file, and takes the console handler off stderr.
+def quiet_console(verbose: bool = False) -> None:
+    """Takes the root logger's console handler off stderr (``-v`` keeps it): Beam's INFO lines go to the log only.
 
-    ``--log`` still shows our packages' INFO lines on stderr (``beam_pipeline.run.configure_logging``);
-    ``verbose`` keeps everything on stderr too.
+    ``--log`` still shows our packages' INFO lines on stderr (``beam_pipeline.run.configure_logging``).
+    """
+    if verbose:
+        return
+    # Muted rather than removed: with no root handler, a module-level logging.info() would add one again.
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # pylint: disable=unidiomatic-typecheck  # not FileHandler
+            handler.setLevel(logging.CRITICAL + 1)
+
+
+def open_run_log(output: str, verbose: bool = False) -> logging.FileHandler:
+    """Sends every log record (Beam's too) to a new log file, at DEBUG level when ``verbose``.
+
+    The caller removes the returned handler from the root logger when the run ends (:func:`close_run_log`).
 
     Returns:
-        The log file: ``OUTPUT/_logs/run-<UTC time>.log`` for a local output, else in the temporary directory.
+        The handler; its ``baseFilename`` is ``OUTPUT/_logs/run-<UTC time>.log`` for a local output, else in the
+        temporary directory.
     """
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     folder = os.path.join(tempfile.gettempdir(), "mimamo-logs") if is_remote(output) else os.path.join(output, LOGS_DIR)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"run-{stamp}.log")
     root = logging.getLogger()
-    if not verbose:
-        for handler in [item for item in root.handlers if type(item) is logging.StreamHandler]:  # pylint: disable=unidiomatic-typecheck
-            root.removeHandler(handler)
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
     file_handler.setFormatter(logging.Formatter(LOG_FILE_FORMAT))
     root.addHandler(file_handler)
     root.setLevel(file_handler.level)
     logging.captureWarnings(True)
-    return path
+    return file_handler
+
+
+def close_run_log(handler: Optional[logging.FileHandler]) -> None:
+    """Detaches and closes the handler of :func:`open_run_log` (a no-op for None)."""
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def _log_location(handler: logging.FileHandler, output: str) -> str:
+    """The log file as the user named the output (``out/_logs/run-....log`` for ``--output out``)."""
+    if is_remote(output):
+        return handler.baseFilename
+    return os.path.join(output, LOGS_DIR, os.path.basename(handler.baseFilename))
 
 
 def _summary(counters: Dict[str, int], output: str, log_path: str) -> str:
@@ -177,32 +202,43 @@ def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
     """Checks, runs the pipeline for ``args`` (extra flags go to Beam), prints a summary; returns the exit status."""
     values = {dest: getattr(args, dest) for dest in _option_dests() if hasattr(args, dest)}
     values["input"] = list(args.inputs) + list(args.input or [])
-    log_path: Optional[str] = None
+    verbose = bool(getattr(args, "verbose", False))
+    quiet_console(verbose)
+    log: Optional[logging.FileHandler] = None
     try:
         mimamo = PipelineOptions(extra_args, **values).view_as(MimamoOptions)
         check_output(mimamo)
-        log_path = open_run_log(values["output"], verbose=bool(getattr(args, "verbose", False)))
-        LOGGER.info("mimamo run %s", " ".join(sys.argv[1:]))
-        check_weights_and_tables(mimamo)
-        if args.watch:  # a daemon: no progress bars, a summary once Ctrl-C has stopped it
-            report = run_with_options(PipelineOptions(extra_args, **values))
-            print(f"watch stopped: {len(report.videos)} video(s) in {report.batches} batch(es)\n"
-                  f"frames: {values['output'].rstrip('/')}/{FRAMES_DIR}/\n"
-                  f"videos: {values['output'].rstrip('/')}/{VIDEOS_DIR}/")
-            return EXIT_OK
-        counters = _run_pipeline(args, extra_args, values)
+        log = open_run_log(values["output"], verbose)
+        return _checked_run(args, extra_args, values, mimamo, _log_location(log, values["output"]))
     except KeyboardInterrupt:
         print("mimamo run: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except EXPECTED_ERRORS as error:
-        LOGGER.info("mimamo run stopped: %s", error, exc_info=True)
+        if log is not None:
+            LOGGER.info("mimamo run stopped: %s", error, exc_info=True)
         print(f"mimamo run: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # pylint: disable=broad-except  # a crash: one line here, the traceback in the log
         LOGGER.exception("mimamo run crashed")
-        where = f"; the traceback is in {log_path}" if log_path else ""
+        where = f"; the traceback is in {log.baseFilename}" if log is not None else ""
         print(f"mimamo run: internal error: {type(error).__name__}: {error}{where}", file=sys.stderr)
         return EXIT_CRASH
+    finally:
+        close_run_log(log)
+
+
+def _checked_run(args: argparse.Namespace, extra_args: List[str], values: Dict[str, object],
+                 mimamo: MimamoOptions, log_path: str) -> int:
+    """The rest of ``run_command`` once the log is open: the remaining checks, the run, the summary."""
+    LOGGER.info("mimamo run %s", " ".join(sys.argv[1:]))
+    check_weights_and_tables(mimamo)
+    if args.watch:  # a daemon: no progress bars, a summary once Ctrl-C has stopped it
+        report = run_with_options(PipelineOptions(extra_args, **values))
+        print(f"watch stopped: {len(report.videos)} video(s) in {report.batches} batch(es)\n"
+              f"frames: {values['output'].rstrip('/')}/{FRAMES_DIR}/\n"
+              f"videos: {values['output'].rstrip('/')}/{VIDEOS_DIR}/")
+        return EXIT_OK
+    counters = _run_pipeline(args, extra_args, values)
     print(_summary(counters, values["output"], log_path))
     if args.seed_outputs:
         seed_dir = os.path.join(values["output"], SEED_OUTPUTS_DIR)
