@@ -64,9 +64,8 @@ def test_some_inputs_failed_exits_3_and_says_how_many_and_where(workdir):
         "directory or remove the old results"]
 
 
-def test_usage_error_exits_2():
-    done = subprocess.run([sys.executable, "-m", "beam_pipeline.cli", "run"], capture_output=True, text=True,
-                          env=mimamo_env(REPO_ROOT), check=False, timeout=120)
+def test_usage_error_exits_2(tmp_path):
+    done = mimamo(["run"], tmp_path, timeout_s=120)
     assert done.returncode == 2 and "the following arguments are required: INPUT" in done.stderr
 
 
