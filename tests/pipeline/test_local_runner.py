@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-from beam_pipeline.run import make_local_runner, run
+from beam_pipeline.run import main, make_local_runner, run
 from tests import clips
 
 
@@ -74,3 +74,14 @@ def test_a_local_run_never_starts_prism_nor_touches_the_network(tmp_path, synthe
     assert (prism_attempts, no_network) == ([], [])
     assert isinstance(result, fn_runner.RunnerResult)
     assert pq.read_table(output / "videos").column("status").to_pylist() == ["no_face"]
+
+
+def test_python_m_beam_pipeline_run_returns_3_when_an_input_failed(tmp_path, synthetic_weights, capsys):
+    clips.no_face_clip(tmp_path / "still.mp4", n_frames=4)
+    checkpoint, backbone = synthetic_weights
+    status = main(["--input", str(tmp_path / "still.mp4"), "--input", str(tmp_path / "missing.mp4"),
+                   "--output", str(tmp_path / "out"), "--checkpoint", str(checkpoint), "--backbone", str(backbone),
+                   "--length", "16", "--stride", "16"])
+    assert status == 3
+    assert "1 input(s) failed" in capsys.readouterr().err
+    assert main(["--input", str(tmp_path / "still.mp4"), "--output", str(tmp_path / "out")]) == 2  # holds tables
