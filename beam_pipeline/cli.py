@@ -30,7 +30,7 @@ COMMAND_SUMMARIES = {
     "weights": "fetch, import or show the model weights",
     "predict-aligned": "valence/arousal for a folder of aligned faces",
     "faces": "extract aligned face crops from a video",
-    "run": "predict valence/arousal for videos into Parquet (local DirectRunner)",
+    "run": "predict valence/arousal for videos into Parquet (local runner)",
     "report": "summarise a run's output: videos by status, failures, frames per face, mean valence/arousal",
     "plot": "draw valence/arousal plots (and optionally seed CSVs and annotated videos) from a run's output",
 }

@@ -1,8 +1,12 @@
-"""``make demo``: official weights, a generated sample clip, ``mimamo run``, and the first rows via DuckDB.
+"""``make demo``: weights, a generated sample clip, ``mimamo run``, and the first rows via DuckDB.
 
 Steps:
-1. make sure the official weights are in the user cache (``mimamo_ops.weights.fetch_weights``); offline, say
-   what to do and stop;
+1. use the official weights from the user cache, downloading them if missing
+   (``mimamo_ops.weights.fetch_weights``; ``--offline`` skips the download). When they cannot be had (offline,
+   dead links), say so in a few lines and carry on with deterministic stand-in weights in the official file
+   formats (``mimamo_ops.standin_weights``, written to ``demo-output/stand-in-weights``): the whole pipeline
+   runs, and the output and the Parquet metadata (``mimamo.weights``) say that the numbers are not
+   MIMAMO-Net's and how to get the real weights;
 2. write a 5-second 640x360 sample clip of a real face photo (scikit-image's astronaut, public domain) moving
    across a still background, into ``demo-output/`` (about 0.1 MB);
 3. run ``mimamo run`` on it (DirectRunner) into ``demo-output/results``;
@@ -14,7 +18,7 @@ import shutil
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import av
 import cv2
@@ -23,6 +27,7 @@ import numpy as np
 
 from beam_pipeline import cli
 from mimamo_ops.errors import WeightsFetchError
+from mimamo_ops.standin_weights import STAND_IN_NOTE, write_stand_in_weights
 from mimamo_ops.weights import fetch_weights
 
 __all__ = ["write_sample_clip", "main"]
@@ -31,6 +36,9 @@ LOGGER = logging.getLogger(__name__)
 SAMPLE_SIZE_PX = (640, 360)  # (width, height)
 SAMPLE_FPS = 30
 SAMPLE_SECONDS = 5
+FETCH_TIMEOUT_S = 20.0  # per request; a dead link should not keep a newcomer waiting long
+REAL_WEIGHTS_HINT = ("To get the real weights: `mimamo weights fetch` when online, or download both files by hand\n"
+                     "and run `mimamo weights import FILE` for each; then `make demo` again.")
 
 
 def _astronaut_face() -> np.ndarray:
@@ -75,28 +83,37 @@ def write_sample_clip(path: Path, seconds: float = SAMPLE_SECONDS, fps: int = SA
     return path
 
 
+def _choose_weights(workdir: Path, offline: bool) -> Tuple[List[str], bool]:
+    """The weight flags for ``mimamo run`` and whether they are stand-ins (official weights when available)."""
+    if not offline:
+        try:
+            fetch_weights(timeout_s=FETCH_TIMEOUT_S)
+            return [], False  # mimamo run finds them in the user cache
+        except WeightsFetchError as error:
+            print(f"demo: the official MIMAMO-Net weights are not available:\n{error}", file=sys.stderr)
+    checkpoint, backbone = write_stand_in_weights(workdir / "stand-in-weights")
+    print("demo: running with deterministic STAND-IN weights instead; their numbers are not MIMAMO-Net's.\n"
+          + REAL_WEIGHTS_HINT, file=sys.stderr)
+    return ["--checkpoint", str(checkpoint), "--backbone", str(backbone)], True
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Runs the demo; returns the exit status (1 when the weights cannot be fetched)."""
+    """Runs the demo; returns ``mimamo run``'s exit status (0 when the sample clip gave rows)."""
     parser = argparse.ArgumentParser(prog="python -m beam_pipeline.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="demo-output", help="where the sample clip and results go")
+    parser.add_argument("--offline", action="store_true",
+                        help="never download: official weights from the cache, else stand-in weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        weights = fetch_weights()
-    except WeightsFetchError as error:
-        print(f"demo: cannot get the official weights ({error}).\nWhen online, run `mimamo weights fetch`; or "
-              "download both files by hand and run `mimamo weights import FILE` for each, then `make demo` again.",
-              file=sys.stderr)
-        return 1
     workdir = Path(args.workdir)
+    weight_flags, stand_in = _choose_weights(workdir, args.offline)
     clip = workdir / "sample.mp4"
     if not clip.exists():
         write_sample_clip(clip)
     output = workdir / "results"
     shutil.rmtree(output, ignore_errors=True)  # the pipeline refuses to mix its shards with an earlier run's
-    LOGGER.info("sample clip %s (%.2f MB), weights %s", clip, clip.stat().st_size / 1e6,
-                ", ".join(str(path) for path in weights.values()))
-    status = cli.main(["run", str(clip), "--output", str(output), "--smoothing_size", "0.5"])
+    LOGGER.info("sample clip %s (%.2f MB)", clip, clip.stat().st_size / 1e6)
+    status = cli.main(["run", str(clip), "--output", str(output), "--smoothing_size", "0.5", *weight_flags])
     if status:
         return status
     con = duckdb.connect()
@@ -104,6 +121,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"FROM read_parquet('{output}/videos/*.parquet')"))
     print(con.sql(f"SELECT face_id, frame_index, timestamp_s, valence, arousal, valence_smoothed, arousal_smoothed "
                   f"FROM read_parquet('{output}/frames/*.parquet') ORDER BY face_id, frame_index LIMIT 10"))
+    if stand_in:
+        print(f"NOTE: these rows come from {STAND_IN_NOTE}.\n{REAL_WEIGHTS_HINT}")
     return 0
 
 

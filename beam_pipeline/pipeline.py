@@ -7,13 +7,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.options import MimamoOptions, options_as_json, validate_options, worker_processes_per_machine
-from beam_pipeline.remote_files import resolve_weight_uris, weights_sha256
+from beam_pipeline.remote_files import cache_remote_weights, is_remote, resolve_weight_uris, weights_sha256
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn, SummariseVideos
 from mimamo_ops import __version__
 from mimamo_ops.checkpoints import BACKBONE, MIMAMO
 from mimamo_ops.faces import FaceConfig
 from mimamo_ops.predictor import ModelConfig
+from mimamo_ops.standin_weights import describe_weights
 
 __all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
 
@@ -62,9 +63,13 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
 
 
 def build_run_metadata(options: PipelineOptions, model_config: ModelConfig) -> Dict[str, str]:
-    """Key-value metadata written into every Parquet file: package version, weights and their SHA-256s, options."""
+    """Key-value metadata written into every Parquet file: package version, weights (stand-in or not) and their
+    SHA-256s, options."""
+    checkpoint = model_config.checkpoint_path
+    local_checkpoint = cache_remote_weights(checkpoint, MIMAMO)[0] if is_remote(checkpoint) else checkpoint
     return {
         "mimamo.version": __version__,
+        "mimamo.weights": describe_weights(local_checkpoint),
         "mimamo.checkpoint": model_config.checkpoint_path,
         "mimamo.checkpoint_sha256": weights_sha256(model_config.checkpoint_path, MIMAMO),
         "mimamo.backbone": model_config.backbone_path,

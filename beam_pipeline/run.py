@@ -1,21 +1,45 @@
 """Entry point: ``python -m beam_pipeline.run --input VIDEO... --output DIR [options]``.
 
 Every Beam option works too, e.g. ``--runner=PortableRunner --job_endpoint=HOST:PORT``.
+
+Exit status (the same as ``mimamo run``): 0 when every input ended ``ok`` or ``no_face``; 3
+(``EXIT_SOME_FAILED``) when the run finished and wrote its tables but some inputs failed (read from the job's
+``videos_failed`` counter, so 0 on a runner that reports no metrics); 2 for a bad option, output or weights
+file (one line on stderr); 1 for a crash (Python's traceback).
+
+The default runner (none given, or ``DirectRunner``) is Beam's Python FnApiRunner, built as the DirectRunner
+builds it: the DirectRunner itself first tries Beam's Prism runner, which downloads a binary from GitHub when
+it is not cached (``apache_beam/runners/portability/prism_runner.py``), so a local run would touch the network.
 """
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.portability.api import beam_provision_api_pb2
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.remote_files import use_anonymous_gcs_for_emulator
+from beam_pipeline.transforms import METRICS_NAMESPACE
 from beam_pipeline.watch import watch_inputs
+from mimamo_ops.errors import MimamoError
 
-__all__ = ["run", "run_with_options", "configure_logging"]
+__all__ = ["run", "run_with_options", "configure_logging", "make_local_runner", "read_counters", "main",
+           "EXIT_OK", "EXIT_CRASH", "EXIT_USAGE", "EXIT_SOME_FAILED", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_CRASH = 1  # an unexpected error
+EXIT_USAGE = 2  # a bad option, output or weights file, found before any work (argparse's status too)
+EXIT_SOME_FAILED = 3  # the run finished and wrote its tables, but some inputs failed
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+EXPECTED_ERRORS = (MimamoError, ValueError, OSError)
+_LOCAL_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner")
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 _PACKAGE_LOGGERS = ("beam_pipeline", "mimamo_ops")
@@ -58,8 +82,25 @@ def _apply_local_workers(options: PipelineOptions) -> None:
         direct.direct_running_mode = "multi_processing"
 
 
+def make_local_runner(options: PipelineOptions) -> Optional[fn_runner.FnApiRunner]:
+    """The runner of a local run: for the DirectRunner (or none given), Beam's Python FnApiRunner, else None.
+
+    It is the runner the DirectRunner falls back to, built the same way (the options in its provision
+    info), without the DirectRunner's first attempt at the Prism runner, which downloads Prism from the
+    internet when it is not cached. It honours ``--direct_num_workers`` and ``--direct_running_mode``.
+    """
+    if options.view_as(StandardOptions).runner not in _LOCAL_RUNNERS:
+        return None
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision_info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=provision_info)
+
+
 def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
-    pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+    if test_pipeline is not None:
+        pipeline = test_pipeline
+    else:
+        pipeline = beam.Pipeline(runner=make_local_runner(options), options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()
     result.wait_until_finish()
@@ -87,5 +128,32 @@ def run(argv: Optional[List[str]] = None, test_pipeline: Optional[beam.Pipeline]
     return run_with_options(PipelineOptions(argv), test_pipeline=test_pipeline)
 
 
+def read_counters(result) -> Dict[str, int]:
+    """Committed counters of the ``mimamo`` namespace, by name (summed over steps)."""
+    counters: Dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+        name = counter.key.metric.name
+        counters[name] = counters.get(name, 0) + int(counter.committed or 0)
+    return counters
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m beam_pipeline.run``: runs the pipeline; returns the exit status (module docstring)."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    try:
+        result = run(argv)
+    except EXPECTED_ERRORS as error:
+        print(f"beam_pipeline.run: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if not hasattr(result, "metrics"):  # --watch: a report, after Ctrl-C
+        return EXIT_OK
+    failed = read_counters(result).get("videos_failed", 0)
+    if failed:
+        print(f"beam_pipeline.run: {failed} input(s) failed; the reasons are in the videos table "
+              "(status 'failed', columns error_stage and error)", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
 if __name__ == "__main__":
-    run(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,8 @@
 
 Data flow (labels as in the graph)::
 
-    MatchVideos:   input arguments -> ExpandInputs -> DropDuplicateVideos -> SpreadVideos (Reshuffle) -> video URIs
+    MatchVideos:   input arguments -> ExpandInputs -> DropDuplicateVideos (by resolved path) -> SplitMatches
+                   -> SpreadVideos (Reshuffle) -> video URIs; missing or unreadable entries -> 'failed'
     PredictVideos: URI -> decode -> faces -> features -> phase -> two-stream net, streamed per video
                    main output: ((uri, face_id), SnippetPrediction | FaceRows)    (memory flat in video length)
                    'videos':    VideoSummary, one per video, failures included
@@ -23,7 +24,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
-from beam_pipeline.inputs import expand_input
+from beam_pipeline.inputs import InputMatch, dedup_key, expand_input
 from beam_pipeline.progress import ProgressWriter
 from beam_pipeline.remote_files import localise_model_config, open_local_copy
 from beam_pipeline.sinks import build_frames_table, build_snippets_table, compute_video_id
@@ -108,30 +109,52 @@ def _describe(error: BaseException) -> str:
 
 
 class ExpandInputsDoFn(beam.DoFn):
-    """Input argument -> video URIs (``beam_pipeline.inputs.expand_input``); unmatched inputs -> 'videos'."""
+    """Input argument -> ``(dedup_key, InputMatch)`` for every entry it stands for (``beam_pipeline.inputs``)."""
 
     def __init__(self, video_extensions: Tuple[str, ...]):
         self._video_extensions = tuple(video_extensions)
+
+    def process(self, uri: str) -> Iterator[Tuple[str, InputMatch]]:
+        try:
+            matches = list(expand_input(uri, self._video_extensions))
+        except (OSError, ValueError) as error:  # a FileSystems/IO error while listing the input
+            matches = [InputMatch(uri, _describe(error), "match")]
+        for match in matches:
+            yield dedup_key(match.uri), match
+
+
+def pick_first_match(matches: Iterable[InputMatch]) -> InputMatch:
+    """Among entries with the same resolved path, the one given by that path, else the smallest URI.
+
+    The choice does not depend on the order in which the runner delivers them.
+    """
+    return min(matches, key=lambda match: (match.uri != dedup_key(match.uri), match.uri))
+
+
+class SplitMatchesDoFn(beam.DoFn):
+    """``(key, InputMatch)`` -> the video URI, or a ``failed`` ``VideoSummary`` on 'videos' with the reason."""
+
+    def __init__(self):
         self._failed = Metrics.counter(METRICS_NAMESPACE, "videos_failed")
 
-    def process(self, uri: str) -> Iterator:
-        try:
-            videos = list(expand_input(uri, self._video_extensions))
-        except (OSError, ValueError) as error:  # FileNotFoundError, or a FileSystems/IO error for the input
-            LOGGER.warning("input %s matched no video: %s", uri, error)
-            self._failed.inc()
-            yield beam.pvalue.TaggedOutput(
-                VIDEOS_TAG, VideoSummary(uri, "failed", error_stage="match", error=_describe(error))
-            )
+    def process(self, element: Tuple[str, InputMatch]) -> Iterator:
+        _, match = element
+        if match.error is None:
+            yield match.uri
             return
-        yield from videos
+        LOGGER.warning("input %s is not a readable video: %s", match.uri, match.error)
+        self._failed.inc()
+        yield beam.pvalue.TaggedOutput(
+            VIDEOS_TAG, VideoSummary(match.uri, "failed", error_stage=match.error_stage, error=match.error)
+        )
 
 
 class MatchVideos(beam.PTransform):
     """Input arguments -> distinct video URIs, reshuffled so that videos spread over workers.
 
-    Returns a ``DoOutputsTuple``-like dict: ``videos`` (URIs) and ``failed`` (``VideoSummary`` of inputs that
-    matched nothing).
+    Every input, list line and match gives one entry; entries with the same resolved local path (or the same
+    remote URI) are one. Returns a dict: ``videos`` (URIs) and ``failed`` (``VideoSummary`` of entries that are
+    missing or cannot be read, one each).
     """
 
     def __init__(self, inputs: List[str], video_extensions: Tuple[str, ...]):
@@ -140,19 +163,15 @@ class MatchVideos(beam.PTransform):
         self._video_extensions = tuple(video_extensions)
 
     def expand(self, pipeline):
-        expanded = (
+        split = (
             pipeline
             | "CreateInputs" >> beam.Create(self._inputs)
-            | "ExpandInputs" >> beam.ParDo(ExpandInputsDoFn(self._video_extensions)).with_outputs(
-                VIDEOS_TAG, main="uris"
-            )
+            | "ExpandInputs" >> beam.ParDo(ExpandInputsDoFn(self._video_extensions))
+            | "DropDuplicateVideos" >> beam.CombinePerKey(pick_first_match)
+            | "SplitMatches" >> beam.ParDo(SplitMatchesDoFn()).with_outputs(VIDEOS_TAG, main="uris")
         )
-        uris = (
-            expanded.uris
-            | "DropDuplicateVideos" >> beam.Distinct()
-            | "SpreadVideos" >> beam.Reshuffle()
-        )
-        return {"videos": uris, "failed": expanded[VIDEOS_TAG]}
+        uris = split.uris | "SpreadVideos" >> beam.Reshuffle()
+        return {"videos": uris, "failed": split[VIDEOS_TAG]}
 
 
 class _BackboneTimer:

@@ -186,10 +186,11 @@ class FolderWatcher:
     def _list_videos(self) -> List[str]:
         videos: Dict[str, None] = {}
         for uri in self._mimamo.input:
-            try:
-                videos.update(dict.fromkeys(expand_input(uri, self._mimamo.video_extensions)))
-            except FileNotFoundError:
-                LOGGER.debug("%s: no video yet", uri)
+            for match in expand_input(uri, self._mimamo.video_extensions):
+                if match.error is None:
+                    videos.setdefault(match.uri, None)
+                else:
+                    LOGGER.debug("%s: no video yet (%s)", match.uri, match.error)
         return list(videos)
 
     def find_ready_videos(self) -> List[str]:

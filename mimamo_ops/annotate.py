@@ -11,14 +11,17 @@ found in it:
   negative), and the value as text.
 
 Frames are decoded, drawn and encoded one at a time, so memory does not grow with the video's length. Each frame
-keeps its presentation time (variable frame rates survive). The audio is not copied.
+keeps its presentation time (variable frame rates survive). The source's first audio stream is copied as it is
+(packets remuxed, not re-encoded) when the source is a path; a codec the output container cannot hold is left
+out with a warning.
 """
+import contextlib
 import dataclasses
 import logging
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import cv2
@@ -172,6 +175,42 @@ class _OverlayLookup:
         return overlays
 
 
+@contextlib.contextmanager
+def _open_audio_source(source: VideoSource) -> Iterator[Optional[av.container.InputContainer]]:
+    """A second demuxer on ``source`` for its first audio stream, or None (no audio, or a file-like source)."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield None  # one reader only on a file-like object: the frames
+        return
+    container = av.open(os.fspath(source))
+    try:
+        yield container if container.streams.audio else None
+    finally:
+        container.close()
+
+
+def _add_audio_stream(container: av.container.OutputContainer, audio_source: Optional[av.container.InputContainer],
+                      output_path: Path) -> Optional[av.stream.Stream]:
+    """Adds an output stream copying the source's first audio stream, or None when there is none or it cannot be."""
+    if audio_source is None:
+        return None
+    audio_in = audio_source.streams.audio[0]
+    try:
+        return container.add_stream_from_template(audio_in)
+    except (av.FFmpegError, ValueError) as exc:
+        LOGGER.warning("%s: the audio (%s) is left out: %s", output_path, audio_in.codec_context.name, exc)
+        return None
+
+
+def _copy_audio_packets(audio_source: av.container.InputContainer, audio_out: av.stream.Stream,
+                        container: av.container.OutputContainer) -> None:
+    """Remuxes every audio packet of the source into ``audio_out`` (timestamps rescaled by PyAV)."""
+    for packet in audio_source.demux(audio_source.streams.audio[0]):
+        if packet.dts is None:  # the demuxer's empty end-of-stream packet
+            continue
+        packet.stream = audio_out
+        container.mux(packet)
+
+
 def annotate_video(source: VideoSource, output_path: PathLike, series: Sequence[FaceSeries], *,
                    codec: Optional[str] = None, crf: int = 20) -> AnnotatedVideo:
     """Re-encodes a video with each face's box and valence/arousal gauges drawn on it (module docstring).
@@ -204,7 +243,8 @@ def annotate_video(source: VideoSource, output_path: PathLike, series: Sequence[
     output_path.parent.mkdir(parents=True, exist_ok=True)
     written = annotated = 0
     try:
-        with av.open(str(output_path), "w") as container:
+        with av.open(str(output_path), "w") as container, _open_audio_source(source) as audio_source:
+            audio_out = _add_audio_stream(container, audio_source, output_path)
             stream = container.add_stream(codec, rate=Fraction(info.fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.time_base = _TIME_BASE
@@ -228,6 +268,8 @@ def annotate_video(source: VideoSource, output_path: PathLike, series: Sequence[
                 container.mux(stream.encode(out_frame))
                 written += 1
             container.mux(stream.encode(None))
+            if audio_out is not None:
+                _copy_audio_packets(audio_source, audio_out, container)
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"{output_path}: cannot write the annotated video: {exc}") from exc
     LOGGER.info("%s: wrote %d frames (%d with a face) to %s", info.path, written, annotated, output_path)

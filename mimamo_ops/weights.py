@@ -116,6 +116,12 @@ def _manual_steps(kind: str, cache: Path) -> str:
     )
 
 
+def _manual_steps_lines(kind: str, cache: Path) -> str:
+    """The manual steps as two short indented lines, for a download error shown on several lines."""
+    return (f"    by hand: download {OFFICIAL_URLS[kind]} on a machine with internet access,\n"
+            f"    then run `mimamo weights import FILE` (or copy it to {cache / FILENAMES[kind]})")
+
+
 def _now_utc() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -347,7 +353,7 @@ def _fetch_one(kind: str, url: str, cache: Path, pin: Optional[str], timeout_s: 
         try:
             _download(url, tmp, timeout_s)
         except WeightsFetchError as error:
-            raise WeightsFetchError(f"{error}; {_manual_steps(kind, cache)}") from None
+            raise WeightsFetchError(f"{error}\n{_manual_steps_lines(kind, cache)}") from None
         try:
             sha256 = verify_weights_file(tmp, kind, pin)
         except CheckpointError as error:
@@ -396,7 +402,7 @@ def fetch_weights(
         except WeightsFetchError as error:
             failures.append(f"{DESCRIPTIONS[kind]}: {error}")
     if failures:
-        raise WeightsFetchError(" | ".join(failures))
+        raise WeightsFetchError("\n".join(failures))  # one failure per file, the manual steps on their own line
     return paths
 
 

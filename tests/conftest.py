@@ -1,20 +1,14 @@
 """Fixtures shared by every test package: seeded weights saved in the official file formats."""
 import os
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Tuple
 
 import pytest
 import torch
 
 from mimamo_ops.backbone import COMPILED_CACHE_ENV
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes
-from tests.parity_recipes import gen_state_dict
-
-
-def seeded_state_dict(kind: str, seed: int) -> Dict[str, torch.Tensor]:
-    """The parity recipe's seeded weights (README 1.3) for ``kind`` (checkpoints.MIMAMO or BACKBONE)."""
-    template = {key: torch.empty(shape) for key, shape in expected_shapes(kind).items()}
-    return gen_state_dict(template, seed)
+from mimamo_ops.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.standin_weights import seeded_state_dict
 
 
 @pytest.fixture(scope="session")

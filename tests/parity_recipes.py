@@ -1,12 +1,14 @@
 """Generators from the parity README (section 1): smooth textures and seeded state dicts.
 
 They rebuild the inputs and weights of the reference cases so that only small expected outputs are
-committed under ``tests/data/parity``.
+committed under ``tests/data/parity``. ``gen_state_dict`` lives in ``mimamo_ops.standin_weights`` (the demo's
+stand-in weights are the same draws) and is re-exported here.
 """
-from typing import Dict, Tuple
+from typing import Tuple
 
 import numpy as np
-import torch
+
+from mimamo_ops.standin_weights import gen_state_dict  # pylint: disable=unused-import  # the recipe's weights
 
 WaveParams = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -29,26 +31,3 @@ def render(params: WaveParams, height: int, width: int, dy: float = 0.0, dx: flo
         field = field + amps[k] * np.cos(2 * np.pi * (freqs[k, 0] * y + freqs[k, 1] * x) + phases[k])
     value = 0.5 + 0.5 * field / amps.sum()
     return np.clip(np.round(value * 255.0), 0, 255).astype(np.uint8)
-
-
-def gen_state_dict(template: Dict[str, torch.Tensor], seed: int) -> Dict[str, torch.Tensor]:
-    """Seeded weights for every key of ``template`` (a model's state_dict), drawn in sorted key order."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key in sorted(template):
-        shape = tuple(template[key].shape)
-        if key.endswith("num_batches_tracked"):
-            out[key] = torch.zeros(shape, dtype=torch.int64)
-            continue
-        if key.endswith("running_mean"):
-            value = rng.normal(0.0, 0.1, size=shape)
-        elif key.endswith("running_var"):
-            value = rng.uniform(0.5, 1.5, size=shape)
-        elif len(shape) == 1 and key.endswith(".weight"):
-            value = rng.uniform(0.5, 1.5, size=shape)
-        elif len(shape) == 1:
-            value = rng.normal(0.0, 0.05, size=shape)
-        else:
-            value = rng.normal(0.0, 1.0 / np.sqrt(np.prod(shape[1:])), size=shape)
-        out[key] = torch.from_numpy(value.astype(np.float32))
-    return out

@@ -1,4 +1,5 @@
 """The annotated video: same frames, size and times as the input, each face's box in its colour, live gauges."""
+import av
 import numpy as np
 import pytest
 
@@ -105,3 +106,36 @@ def test_tracks_without_boxes_are_rejected(tmp_path, two_faces_video):
     track = FaceSeries(0, np.arange(3), np.zeros(3), np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="boxes_px"):
         annotate_video(two_faces_video, tmp_path / "out.mp4", [track])
+
+
+def test_annotated_video_keeps_the_source_audio_track(tmp_path):
+    silent = clips.two_faces_clip(tmp_path / "silent.mp4", n_frames=N_FRAMES)
+    tone = clips.audio_only_file(tmp_path / "tone.m4a", duration_s=1.0)
+    with_audio = tmp_path / "with_audio.mp4"
+    with av.open(str(silent)) as video_in, av.open(str(tone)) as audio_in, av.open(str(with_audio), "w") as out:
+        streams = {video_in.streams.video[0]: out.add_stream_from_template(video_in.streams.video[0]),
+                   audio_in.streams.audio[0]: out.add_stream_from_template(audio_in.streams.audio[0])}
+        for source in (video_in, audio_in):
+            for packet in source.demux():
+                if packet.dts is not None:
+                    packet.stream = streams[packet.stream]
+                    out.mux(packet)
+    track = make_track(0, range(N_FRAMES), 0.5, -0.5)
+    annotate_video(str(with_audio), tmp_path / "annotated.mp4", [track])
+
+    def audio_packets(path):
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            packets = [bytes(packet) for packet in container.demux(stream) if packet.dts is not None]
+            return stream.codec_context.name, stream.sample_rate, packets
+
+    source_audio, annotated_audio = audio_packets(with_audio), audio_packets(tmp_path / "annotated.mp4")
+    assert annotated_audio[:2] == ("aac", 16000)
+    assert len(source_audio[2]) > 10 and annotated_audio[2] == source_audio[2]  # the very same AAC packets
+    assert probe_video(str(tmp_path / "annotated.mp4")).frame_count == N_FRAMES
+
+
+def test_annotated_video_of_a_silent_source_has_no_audio(tmp_path, two_faces_video):
+    annotate_video(str(two_faces_video), tmp_path / "annotated.mp4", [make_track(0, range(N_FRAMES), 0.1, 0.1)])
+    with av.open(str(tmp_path / "annotated.mp4")) as container:
+        assert not container.streams.audio

@@ -174,7 +174,7 @@ def test_mimamo_run_twice_gives_identical_rows(first_run, first_frames, clip_fol
     output = tmp_path / "run2"
     flags = pipeline_flags(clip_folder, synthetic_weights, output)
     argv = ["run", str(clip_folder), "--seed_outputs"] + flags[2:]
-    assert cli.main(argv) == 0
+    assert cli.main(argv) == 3  # the corrupt and the empty clip failed
     printed = capsys.readouterr()
     seed = output / "seed"
     assert (seed / "one_face_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s"

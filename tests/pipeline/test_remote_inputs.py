@@ -66,7 +66,7 @@ class RecordingFaces(ScriptedFaces):
 def test_remote_directory_expands_to_remote_video_uris(tmp_path: Path):
     (tmp_path / "a.mp4").write_bytes(b"x")
     (tmp_path / "b.txt").write_bytes(b"x")
-    assert list(expand_input(f"{PREFIX}{tmp_path}/")) == [f"{PREFIX}{tmp_path}/a.mp4"]
+    assert [match.uri for match in expand_input(f"{PREFIX}{tmp_path}/")] == [f"{PREFIX}{tmp_path}/a.mp4"]
 
 
 def test_remote_video_is_predicted_from_a_temp_copy_that_is_removed(tmp_path: Path):
