@@ -32,7 +32,7 @@ from mimamo_ops.faces import FaceConfig, FaceExtractor, make_face_extractor
 from mimamo_ops.prefetch import prefetch
 from mimamo_ops.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
 from mimamo_ops.smoothing import smooth_moving_average, smoothing_window_frames
-from mimamo_ops.video import probe_video
+from mimamo_ops.video import DecodeReport, probe_video
 
 __all__ = [
     "METRICS_NAMESPACE",
@@ -80,6 +80,7 @@ class VideoSummary:
     """What the predict stage learnt about one video; ``status`` is ``ok``, ``no_face`` or ``failed``.
 
     ``error_stage`` is one of ``match``, ``read``, ``probe``, ``faces``, ``predict`` (failed videos only).
+    ``frames_undecodable`` and ``warning`` come from the decoder's ``DecodeReport`` (damaged videos).
     """
 
     video_uri: str
@@ -91,6 +92,8 @@ class VideoSummary:
     frame_count: Optional[int] = None
     faces_found: Optional[int] = None
     frames_with_face: Optional[int] = None
+    frames_undecodable: Optional[int] = None
+    warning: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,8 @@ class PredictVideoDoFn(beam.DoFn):
             tracks: Dict[int, "_TrackState"] = {}
             frames_decoded = frames_with_face = 0
             # The face stage runs ahead in a thread; face_stage_latency_ms is the time spent waiting for it.
-            frames = prefetch(self._extractor.extract(local_path), FACE_PREFETCH_FRAMES)
+            report = DecodeReport()  # frames_undecodable stays None when the face stage decodes on its own
+            frames = prefetch(self._extractor.extract(local_path, report=report), FACE_PREFETCH_FRAMES)
             while True:
                 tick = self._clock()
                 with _stage("faces"):
@@ -314,6 +318,8 @@ class PredictVideoDoFn(beam.DoFn):
             frame_count=frames_decoded,
             faces_found=len(tracks),
             frames_with_face=frames_with_face,
+            frames_undecodable=report.frames_undecodable,
+            warning=report.warning,
         )
 
     def _emit_snippets(self, uri: str, face_id: int, snippets: List[SnippetPrediction]) -> Iterator:
@@ -473,9 +479,11 @@ def build_video_row(uri: str, summaries: Iterable[VideoSummary], stats: Iterable
         "fps": summary.fps,
         "frame_count": summary.frame_count,
         "faces_found": summary.faces_found,
+        "frames_undecodable": summary.frames_undecodable,
         "frames_with_face": summary.frames_with_face,
         "mean_valence": None,
         "mean_arousal": None,
+        "warning": summary.warning,
     }
     stats = list(stats)
     rows = sum(item.rows for item in stats)
