@@ -58,6 +58,13 @@ class MimamoOptions(PipelineOptions):
             help="Number of Parquet files per table; 0 lets the runner decide.",
         )
         io_group.add_argument(
+            "--videos_per_commit", type=int, default=4,
+            help="Local runs (DirectRunner, local --output) commit their results every this many videos, so a run "
+            "killed at any moment and started again with the same command skips the videos already committed "
+            "(README, Resuming a run). 0 runs one pipeline that writes the tables once at the end (not "
+            "resumable; what other runners and remote outputs always do).",
+        )
+        io_group.add_argument(
             "--keep_intermediates", action="store_true", default=False,
             help="Also write every snippet's raw prediction to <output>/snippets/ (Parquet: video, face, snippet "
             "index, frame index, valence, arousal) before stitching and smoothing. Seed option: --keep_tmp.",
@@ -223,6 +230,8 @@ def validate_options(options: MimamoOptions, require_io: bool = True) -> None:
     _require(options.n_workers is None or options.n_workers >= 1, "n_workers", options.n_workers, "must be >= 1")
     _require(options.face_size >= 16, "face_size", options.face_size, "must be >= 16 pixels")
     _require(options.num_shards >= 0, "num_shards", options.num_shards, "must be >= 0")
+    _require(options.videos_per_commit >= 0, "videos_per_commit", options.videos_per_commit,
+             "must be >= 0 (0: write once at the end, not resumable)")
     _require(options.smoothing_size is None or options.smoothing_size >= 0, "smoothing_size",
              options.smoothing_size, "must be >= 0 seconds")
     _require(options.watch_interval > 0, "watch_interval", options.watch_interval, "must be > 0 seconds")

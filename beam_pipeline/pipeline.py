@@ -6,6 +6,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.commits import FRAMES_DIR, SNIPPETS_DIR, VIDEOS_DIR, remove_stale_temp_dirs
 from beam_pipeline.options import MimamoOptions, options_as_json, validate_options
 from beam_pipeline.remote_files import resolve_weight_uris, weights_sha256
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
@@ -18,9 +19,6 @@ from mimamo_ops.predictor import ModelConfig
 __all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
 
 LOGGER = logging.getLogger(__name__)
-FRAMES_DIR = "frames"
-VIDEOS_DIR = "videos"
-SNIPPETS_DIR = "snippets"
 
 
 def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
@@ -73,6 +71,9 @@ def build_run_metadata(options: PipelineOptions, model_config: ModelConfig) -> D
 def check_output_is_fresh(output: str) -> None:
     """Refuses an output that already holds tables: stale shards of another run would mix with the new ones.
 
+    (A resumable run checks its output with ``beam_pipeline.resume`` instead, and runs each batch of videos
+    into a fresh staging folder.)
+
     Raises:
         ValueError: ``<output>/frames`` or ``<output>/videos`` already holds Parquet files.
     """
@@ -95,6 +96,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     mimamo = options.view_as(MimamoOptions)
     validate_options(mimamo)
     check_output_is_fresh(mimamo.output)
+    remove_stale_temp_dirs(mimamo.output)  # beam-temp-* folders of a killed run that wrote here directly
     model_config, face_config = build_configs(mimamo)
     metadata = build_run_metadata(options, model_config)
     LOGGER.info("building the pipeline: %d input(s) -> %s", len(mimamo.input), mimamo.output)

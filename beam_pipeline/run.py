@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.remote_files import use_anonymous_gcs_for_emulator
+from beam_pipeline.resume import is_resumable, run_resumable
 from beam_pipeline.watch import watch_inputs
 
 __all__ = ["run", "run_with_options", "configure_logging"]
@@ -69,16 +70,21 @@ def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] =
 def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
     """Builds the graph on ``test_pipeline`` (or a new pipeline), runs it and waits for it.
 
-    With ``--watch``, keeps running batches on new videos until Ctrl-C instead (``beam_pipeline.watch``).
+    With ``--watch``, keeps running batches on new videos until Ctrl-C instead (``beam_pipeline.watch``). A
+    local run without ``test_pipeline`` runs and commits ``--videos_per_commit`` videos at a time, so that it can
+    be resumed (``beam_pipeline.resume``).
 
     Returns:
-        The ``PipelineResult`` (metrics in the ``mimamo`` namespace); with ``--watch``, the ``WatchReport``.
+        The ``PipelineResult`` (metrics in the ``mimamo`` namespace; a resumable run's ``CombinedResult`` sums its
+        batches'); with ``--watch``, the ``WatchReport``.
     """
     configure_logging(options.view_as(MimamoOptions))
     _apply_local_workers(options)
     use_anonymous_gcs_for_emulator()
     if options.view_as(MimamoOptions).watch:
         return watch_inputs(options, _run_once)
+    if test_pipeline is None and is_resumable(options):
+        return run_resumable(options, _run_once)
     return _run_once(options, test_pipeline)
 
 
