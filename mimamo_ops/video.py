@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 VideoSource = Union[str, os.PathLike, BinaryIO]
 _FALLBACK_FPS = 30.0
 MAX_UNDECODABLE_SHARE = 0.5  # a video with more than this share of undecodable frame slots fails
+_MAX_REORDER_PACKETS = 32  # without decode timestamps, a pts is ranked once this many later packets are pending
 # Errors PyAV and the file system raise while opening, demuxing or decoding. (av.FFmpegError is a ValueError;
 # ValueError also covers bad metadata encodings.)
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError)
@@ -249,7 +250,7 @@ def _finish_report(container: av.container.InputContainer, stream: av.video.stre
     """Counts the undecodable slots of a finished full decode; raises past the allowed share."""
     missing = _check_complete(container, stream, decoded.slots, decoded.last_slot_timestamp_s(), fps, name)
     slots = decoded.slots + missing
-    undecodable = slots - decoded.yielded
+    undecodable = max(0, slots - decoded.yielded)
     warning = None
     if undecodable:
         causes = [f"{decoded.damaged_packets} packet(s) failed to decode"] if decoded.damaged_packets else []
@@ -259,6 +260,8 @@ def _finish_report(container: av.container.InputContainer, stream: av.video.stre
             causes.append(f"{missing} frame(s) missing at the end (truncated)")
         if decoded.demux_error is not None:
             causes.append(f"demuxing stopped: {_cause(decoded.demux_error)}")
+        if not causes:
+            causes.append("packets decoded to no frame")
         warning = (f"{undecodable} of {slots} frames do not decode and were skipped ({'; '.join(causes)}); "
                    f"last decoded frame at {_format_s(last_timestamp_s)}")
     if report is not None:
@@ -276,7 +279,8 @@ class _RankedDecode:
     """Iterates ``(rank, frame)`` over a full decode that skips damaged packets (module docstring).
 
     Each packet's pts is pushed on a heap as it is demuxed; once the demuxer's decode timestamp has passed a
-    pts, no later packet can undercut it and it gets the next rank. Decoded frames wait (at most the reorder
+    pts, no later packet can undercut it and it gets the next rank (packets without a decode timestamp: once
+    ``_MAX_REORDER_PACKETS`` later ones are pending). Decoded frames wait (at most the reorder
     depth) until their pts has a rank, then come out in pts order; a frame below the last one yielded is
     dropped. Counters (``slots``, ``yielded``, ``damaged_packets``, ``dropped_late``) are final once the
     iteration ends.
@@ -318,6 +322,8 @@ class _RankedDecode:
                 self._rank_below(None)
             elif packet.dts is not None:
                 self._rank_below(packet.dts)
+            while len(self._pending_pts) > _MAX_REORDER_PACKETS:  # packets without a dts: rank by a window
+                self._rank_next()
             yield from self._release(final=packet is None)
 
     def _demux(self) -> Iterator[Optional[av.Packet]]:
@@ -353,8 +359,11 @@ class _RankedDecode:
 
     def _rank_below(self, dts: Optional[int]) -> None:
         while self._pending_pts and (dts is None or self._pending_pts[0] < dts):
-            self._last_rank += 1
-            self._ranked.append((heapq.heappop(self._pending_pts), self._last_rank))
+            self._rank_next()
+
+    def _rank_next(self) -> None:
+        self._last_rank += 1
+        self._ranked.append((heapq.heappop(self._pending_pts), self._last_rank))
 
     def _release(self, final: bool) -> Iterator[Tuple[int, av.VideoFrame]]:
         ranked_up_to = self._ranked[-1][0] if self._ranked else None

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipeline.commits import COMPLETE_MARKER, STAGING_DIR, recover_staged_batches
+from beam_pipeline.commits import COMPLETE_MARKER, STAGING_DIR, recover_staged_batches, remove_stale_temp_dirs
 from beam_pipeline.resume import RUN_MANIFEST
 from beam_pipeline.run import run
 from beam_pipeline.sinks import VIDEOS_SCHEMA, compute_video_id
@@ -177,3 +177,16 @@ def test_a_batch_killed_while_committing_is_finished_at_the_next_start(tmp_path)
 
     assert pq.read_table(output / "videos").to_pylist()[0]["video_uri"] == "/v/x.mp4"
     assert os.listdir(output / STAGING_DIR) == []
+
+
+def test_stale_beam_temp_folders_in_the_tables_are_removed_and_nothing_else(tmp_path):
+    stale = tmp_path / "frames" / "beam-temp-part-0a1b2c"
+    stale.mkdir(parents=True)
+    (stale / "shard").write_bytes(b"")
+    kept = tmp_path / "videos" / "part-00000-of-00001.parquet"
+    kept.parent.mkdir()
+    kept.write_bytes(b"")
+
+    assert remove_stale_temp_dirs(str(tmp_path)) == [str(stale)]
+
+    assert not stale.exists() and kept.exists()
