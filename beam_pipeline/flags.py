@@ -62,6 +62,13 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         help="Number of Parquet files per table; 0 lets the runner decide.",
     )
     io_group.add_argument(
+        "--videos_per_commit", type=int, default=4,
+        help="Local runs (DirectRunner, local --output) commit their results every this many videos, so a run "
+        "killed at any moment and started again with the same command skips the videos already committed "
+        "(README, Resuming a run). 0 runs one pipeline that writes the tables once at the end (not "
+        "resumable; what other runners and remote outputs always do).",
+    )
+    io_group.add_argument(
         "--keep_intermediates", action="store_true", default=False,
         help="Also write every snippet's raw prediction to <output>/snippets/ (Parquet: video, face, snippet "
         "index, frame index, valence, arousal) before stitching and smoothing. Seed option: --keep_tmp.",

@@ -71,6 +71,8 @@ def validate_options(options: MimamoOptions, require_io: bool = True) -> None:
              "must be >= 0 (0: automatic)")
     _require(options.face_size >= 16, "face_size", options.face_size, "must be >= 16 pixels")
     _require(options.num_shards >= 0, "num_shards", options.num_shards, "must be >= 0")
+    _require(options.videos_per_commit >= 0, "videos_per_commit", options.videos_per_commit,
+             "must be >= 0 (0: write once at the end, not resumable)")
     _require(options.smoothing_size is None or options.smoothing_size >= 0, "smoothing_size",
              options.smoothing_size, "must be >= 0 seconds")
     _require(options.watch_interval > 0, "watch_interval", options.watch_interval, "must be > 0 seconds")

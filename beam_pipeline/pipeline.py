@@ -1,11 +1,13 @@
 """``build_pipeline``: attaches the MIMAMO-Net transforms to a pipeline; it never creates or runs one."""
 import logging
-from typing import Dict, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.commits import FRAMES_DIR, SNIPPETS_DIR, VIDEOS_DIR, remove_stale_temp_dirs
+from beam_pipeline.inputs import InputMatch
 from beam_pipeline.options import MimamoOptions, options_as_json, validate_options, worker_processes_per_machine
 from beam_pipeline.remote_files import cache_remote_weights, is_remote, resolve_weight_uris, weights_sha256
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
@@ -19,9 +21,6 @@ from mimamo_ops.standin_weights import describe_weights
 __all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
 
 LOGGER = logging.getLogger(__name__)
-FRAMES_DIR = "frames"
-VIDEOS_DIR = "videos"
-SNIPPETS_DIR = "snippets"
 
 
 def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
@@ -81,6 +80,9 @@ def build_run_metadata(options: PipelineOptions, model_config: ModelConfig) -> D
 def check_output_is_fresh(output: str) -> None:
     """Refuses an output that already holds tables: stale shards of another run would mix with the new ones.
 
+    (A resumable run checks its output with ``beam_pipeline.resume`` instead, and runs each batch of videos
+    into a fresh staging folder.)
+
     Raises:
         ValueError: ``<output>/frames`` or ``<output>/videos`` already holds Parquet files.
     """
@@ -91,7 +93,8 @@ def check_output_is_fresh(output: str) -> None:
                              "give a new directory or remove the old results")
 
 
-def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
+def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
+                   entries: Optional[Sequence[InputMatch]] = None) -> None:
     """Adds the whole MIMAMO-Net graph to ``pipeline``: match -> predict -> assemble -> Parquet sinks.
 
     Options are checked here, while the graph is built (``ValueError`` naming the option and its value).
@@ -99,15 +102,18 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     Args:
         pipeline: the pipeline to attach to (a ``beam.Pipeline`` or ``TestPipeline``).
         options: every option; read through ``view_as(MimamoOptions)``.
+        entries: the inputs already expanded on the launcher (a resumable run's batch), used instead of
+            expanding ``--input`` again (``MatchVideos``).
     """
     mimamo = options.view_as(MimamoOptions)
     validate_options(mimamo)
     check_output_is_fresh(mimamo.output)
+    remove_stale_temp_dirs(mimamo.output)  # beam-temp-* folders of a killed run that wrote here directly
     model_config, face_config = build_configs(mimamo)
     metadata = build_run_metadata(options, model_config)
     LOGGER.info("building the pipeline: %d input(s) -> %s", len(mimamo.input), mimamo.output)
 
-    matched = pipeline | "MatchVideos" >> MatchVideos(mimamo.input, tuple(mimamo.video_extensions))
+    matched = pipeline | "MatchVideos" >> MatchVideos(mimamo.input, tuple(mimamo.video_extensions), entries)
     predict_fn = PredictVideoDoFn(
         model_config, face_config, progress_dir=mimamo.progress_dir, keep_snippet_rows=mimamo.keep_intermediates
     )

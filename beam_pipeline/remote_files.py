@@ -280,11 +280,23 @@ def resolve_weight_uris(checkpoint: Optional[str], backbone: Optional[str]) -> T
     )
 
 
+_LOCAL_SHA256: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> hex digest, for this process
+
+
 def weights_sha256(uri: str, kind: str) -> str:
-    """Hex SHA-256 of a weights file, local or remote (remote ones through the cache)."""
+    """Hex SHA-256 of a weights file, local or remote (remote ones through the cache).
+
+    A local file is hashed once per process while its size and modification time stay the same (a resumable run
+    asks once per batch).
+    """
     if is_remote(uri):
         return cache_remote_weights(uri, kind)[1]
-    return sha256_file(_local_path(uri))
+    path = _local_path(uri)
+    status = os.stat(path)
+    key = (os.path.abspath(path), status.st_size, status.st_mtime_ns)
+    if key not in _LOCAL_SHA256:
+        _LOCAL_SHA256[key] = sha256_file(path)
+    return _LOCAL_SHA256[key]
 
 
 def localise_model_config(config: ModelConfig) -> ModelConfig:

@@ -14,7 +14,7 @@ it is not cached (``apache_beam/runners/portability/prism_runner.py``), so a loc
 import logging
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -23,9 +23,11 @@ from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+from beam_pipeline.inputs import InputMatch
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.remote_files import use_anonymous_gcs_for_emulator
+from beam_pipeline.resume import is_resumable, run_resumable
 from beam_pipeline.transforms import METRICS_NAMESPACE
 from beam_pipeline.watch import watch_inputs
 from mimamo_ops.errors import MimamoError
@@ -96,12 +98,13 @@ def make_local_runner(options: PipelineOptions) -> Optional[fn_runner.FnApiRunne
     return fn_runner.FnApiRunner(provision_info=provision_info)
 
 
-def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
+def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None,
+              entries: Optional[Sequence[InputMatch]] = None):
     if test_pipeline is not None:
         pipeline = test_pipeline
     else:
         pipeline = beam.Pipeline(runner=make_local_runner(options), options=options)
-    build_pipeline(pipeline, options)
+    build_pipeline(pipeline, options, entries)
     result = pipeline.run()
     result.wait_until_finish()
     return result
@@ -110,16 +113,21 @@ def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] =
 def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
     """Builds the graph on ``test_pipeline`` (or a new pipeline), runs it and waits for it.
 
-    With ``--watch``, keeps running batches on new videos until Ctrl-C instead (``beam_pipeline.watch``).
+    With ``--watch``, keeps running batches on new videos until Ctrl-C instead (``beam_pipeline.watch``). A
+    local run without ``test_pipeline`` runs and commits ``--videos_per_commit`` videos at a time, so that it can
+    be resumed (``beam_pipeline.resume``).
 
     Returns:
-        The ``PipelineResult`` (metrics in the ``mimamo`` namespace); with ``--watch``, the ``WatchReport``.
+        The ``PipelineResult`` (metrics in the ``mimamo`` namespace; a resumable run's ``CombinedResult`` sums its
+        batches'); with ``--watch``, the ``WatchReport``.
     """
     configure_logging(options.view_as(MimamoOptions))
     _apply_local_workers(options)
     use_anonymous_gcs_for_emulator()
     if options.view_as(MimamoOptions).watch:
         return watch_inputs(options, _run_once)
+    if test_pipeline is None and is_resumable(options):
+        return run_resumable(options, lambda batch, entries: _run_once(batch, entries=entries))
     return _run_once(options, test_pipeline)
 
 

@@ -1,7 +1,9 @@
 """Parquet tables written under ``--output``: their Arrow schemas, row builders and the writing transforms.
 
 * ``frames/``: one row per (video, face, frame with a face).
-* ``videos/``: one row per input video, failures included.
+* ``videos/``: one row per input video, failures included. ``frame_count`` counts the frames that decoded;
+  ``frames_undecodable`` the frame slots of a damaged video that did not (null when the face stage decodes on
+  its own, as OpenFace does), with a one-line ``warning`` when it is not 0 (``mimamo_ops.video``).
 * ``snippets/`` (``--keep_intermediates`` only): one row per (video, face, snippet, frame) before stitching.
 
 Columns are flat scalars with types warehouses load directly (string, int32/int64, float32/float64); the run's
@@ -59,10 +61,12 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float64()),
         pa.field("fps", pa.float64()),
         pa.field("frame_count", pa.int64()),
+        pa.field("frames_undecodable", pa.int64()),
         pa.field("faces_found", pa.int32()),
         pa.field("frames_with_face", pa.int64()),
         pa.field("mean_valence", pa.float32()),
         pa.field("mean_arousal", pa.float32()),
+        pa.field("warning", pa.string()),
     ]
 )
 

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -33,7 +33,7 @@ from mimamo_ops.prefetch import prefetch
 from mimamo_ops.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
 from mimamo_ops.smoothing import smooth_moving_average, smoothing_window_frames
 from mimamo_ops.threads import apply_thread_budget
-from mimamo_ops.video import probe_video
+from mimamo_ops.video import DecodeReport, probe_video
 
 __all__ = [
     "METRICS_NAMESPACE",
@@ -81,6 +81,7 @@ class VideoSummary:
     """What the predict stage learnt about one video; ``status`` is ``ok``, ``no_face`` or ``failed``.
 
     ``error_stage`` is one of ``match``, ``read``, ``probe``, ``faces``, ``predict`` (failed videos only).
+    ``frames_undecodable`` and ``warning`` come from the decoder's ``DecodeReport`` (damaged videos).
     """
 
     video_uri: str
@@ -92,6 +93,8 @@ class VideoSummary:
     frame_count: Optional[int] = None
     faces_found: Optional[int] = None
     frames_with_face: Optional[int] = None
+    frames_undecodable: Optional[int] = None
+    warning: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -157,19 +160,26 @@ class MatchVideos(beam.PTransform):
     missing or cannot be read, one each).
     """
 
-    def __init__(self, inputs: List[str], video_extensions: Tuple[str, ...]):
+    def __init__(self, inputs: List[str], video_extensions: Tuple[str, ...],
+                 entries: Optional[Sequence[InputMatch]] = None):
+        """``entries``: inputs already expanded and de-duplicated on the launcher (a resumable run's batch);
+        they are used as they are, so each keeps the reason it was given (a list line's number, say)."""
         super().__init__()
         self._inputs = list(inputs)
         self._video_extensions = tuple(video_extensions)
+        self._entries = None if entries is None else list(entries)
 
     def expand(self, pipeline):
-        split = (
-            pipeline
-            | "CreateInputs" >> beam.Create(self._inputs)
-            | "ExpandInputs" >> beam.ParDo(ExpandInputsDoFn(self._video_extensions))
-            | "DropDuplicateVideos" >> beam.CombinePerKey(pick_first_match)
-            | "SplitMatches" >> beam.ParDo(SplitMatchesDoFn()).with_outputs(VIDEOS_TAG, main="uris")
-        )
+        if self._entries is None:
+            keyed = (
+                pipeline
+                | "CreateInputs" >> beam.Create(self._inputs)
+                | "ExpandInputs" >> beam.ParDo(ExpandInputsDoFn(self._video_extensions))
+                | "DropDuplicateVideos" >> beam.CombinePerKey(pick_first_match)
+            )
+        else:
+            keyed = pipeline | "CreateEntries" >> beam.Create([(dedup_key(e.uri), e) for e in self._entries])
+        split = keyed | "SplitMatches" >> beam.ParDo(SplitMatchesDoFn()).with_outputs(VIDEOS_TAG, main="uris")
         uris = split.uris | "SpreadVideos" >> beam.Reshuffle()
         return {"videos": uris, "failed": split[VIDEOS_TAG]}
 
@@ -285,7 +295,8 @@ class PredictVideoDoFn(beam.DoFn):
             tracks: Dict[int, "_TrackState"] = {}
             frames_decoded = frames_with_face = 0
             # The face stage runs ahead in a thread; face_stage_latency_ms is the time spent waiting for it.
-            frames = prefetch(self._extractor.extract(local_path), FACE_PREFETCH_FRAMES)
+            report = DecodeReport()  # frames_undecodable stays None when the face stage decodes on its own
+            frames = prefetch(self._extractor.extract(local_path, report=report), FACE_PREFETCH_FRAMES)
             while True:
                 tick = self._clock()
                 with _stage("faces"):
@@ -330,6 +341,8 @@ class PredictVideoDoFn(beam.DoFn):
             frame_count=frames_decoded,
             faces_found=len(tracks),
             frames_with_face=frames_with_face,
+            frames_undecodable=report.frames_undecodable,
+            warning=report.warning,
         )
 
     def _emit_snippets(self, uri: str, face_id: int, snippets: List[SnippetPrediction]) -> Iterator:
@@ -489,9 +502,11 @@ def build_video_row(uri: str, summaries: Iterable[VideoSummary], stats: Iterable
         "fps": summary.fps,
         "frame_count": summary.frame_count,
         "faces_found": summary.faces_found,
+        "frames_undecodable": summary.frames_undecodable,
         "frames_with_face": summary.frames_with_face,
         "mean_valence": None,
         "mean_arousal": None,
+        "warning": summary.warning,
     }
     stats = list(stats)
     rows = sum(item.rows for item in stats)

@@ -5,12 +5,9 @@ again (``beam_pipeline.inputs``); a video is *ready* when it has no results yet 
 time are the same as at the previous scan (a file still being copied in keeps changing, so it waits). Ready
 videos are run in batches of ``--watch_batch_size``.
 
-Results are durable, and a restart never processes a video twice:
-
-1. a batch runs into ``<output>/_staging/<batch_id>/`` (a fresh output for the pipeline);
-2. when the pipeline has finished, ``_staging/<batch_id>/_COMPLETE`` lists the batch's videos;
-3. the staged Parquet files are renamed to ``<output>/<table>/part-<batch_id>-....parquet`` (``videos/`` last);
-4. the staging folder is removed.
+Results are durable, and a restart never processes a video twice: each batch runs into a staging folder and
+is committed into the output tables with a ``_COMPLETE`` marker (``beam_pipeline.commits``, the mechanism
+resumable runs share).
 
 "Has results" means: the video's URI is in ``<output>/videos/`` (read once at start, then kept up to date).
 At start, a staging folder with ``_COMPLETE`` is finished (steps 3-4) and one without is thrown away (its videos
@@ -19,34 +16,24 @@ have no results, so they run again). The tables keep the layout of a normal run:
 Ctrl-C (SIGINT) asks the loop to stop: the batch being processed finishes and is committed, then the loop
 returns. A second Ctrl-C interrupts at once.
 """
-import datetime
-import json
 import logging
-import os
-import shutil
 import signal
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Set, Tuple
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.commits import (COMPLETE_MARKER, STAGING_DIR, batch_options, read_processed_uris,
+                                   recover_staged_batches, run_and_commit_batch)
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.options import MimamoOptions, validate_options
-from beam_pipeline.pipeline import FRAMES_DIR, SNIPPETS_DIR, VIDEOS_DIR
-from beam_pipeline.remote_files import is_remote
 
 __all__ = ["STAGING_DIR", "COMPLETE_MARKER", "WatchReport", "FolderWatcher", "read_processed_uris",
            "recover_staged_batches", "watch_inputs"]
 
 LOGGER = logging.getLogger(__name__)
-STAGING_DIR = "_staging"
-COMPLETE_MARKER = "_COMPLETE"
-TABLES_IN_COMMIT_ORDER = (SNIPPETS_DIR, FRAMES_DIR, VIDEOS_DIR)  # videos/ last: it is the record of results
 
 
 @dataclass
@@ -56,96 +43,6 @@ class WatchReport:
     batches: int = 0
     videos: List[str] = field(default_factory=list)
     interrupted: bool = False
-
-
-def _is_directory(uri: str) -> bool:
-    return not is_remote(uri) and os.path.isdir(uri)
-
-
-def _ensure_directory(uri: str) -> None:
-    if not is_remote(uri):
-        os.makedirs(uri, exist_ok=True)
-
-
-def _delete_tree(uri: str) -> None:
-    if not is_remote(uri):
-        shutil.rmtree(uri, ignore_errors=True)
-        return
-    files = [item.path for item in FileSystems.match([FileSystems.join(uri, "**")])[0].metadata_list]
-    if files:
-        FileSystems.delete(files)
-
-
-def _list_files(pattern: str) -> List[str]:
-    return sorted(item.path for item in FileSystems.match([pattern])[0].metadata_list if not _is_directory(item.path))
-
-
-def read_processed_uris(output: str) -> Set[str]:
-    """The ``video_uri`` of every row in ``<output>/videos/*.parquet`` (empty when there is none yet)."""
-    uris: Set[str] = set()
-    for path in _list_files(FileSystems.join(output, VIDEOS_DIR, "*.parquet")):
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(pa.BufferReader(handle.read()), columns=["video_uri"])
-        uris.update(table.column("video_uri").to_pylist())
-    return uris
-
-
-def _staged_files(batch_dir: str, table: str) -> List[str]:
-    return _list_files(FileSystems.join(batch_dir, table, "*.parquet"))
-
-
-def _commit_batch(output: str, batch_dir: str, batch_id: str) -> List[str]:
-    """Moves a finished batch's Parquet files into the output tables and removes its staging folder.
-
-    Idempotent: files already moved by an interrupted earlier commit are simply no longer in staging.
-
-    Returns:
-        The batch's video URIs (from its ``_COMPLETE`` marker).
-    """
-    with FileSystems.open(FileSystems.join(batch_dir, COMPLETE_MARKER)) as handle:
-        videos = json.loads(handle.read().decode("utf-8"))["videos"]
-    for table in TABLES_IN_COMMIT_ORDER:
-        staged = _staged_files(batch_dir, table)
-        if not staged:
-            continue
-        _ensure_directory(FileSystems.join(output, table))
-        targets = [
-            FileSystems.join(output, table, f"part-{batch_id}-{os.path.basename(path)[len('part-'):]}")
-            for path in staged
-        ]
-        FileSystems.rename(staged, targets)
-    _delete_tree(batch_dir)
-    LOGGER.info("batch %s committed: %d video(s)", batch_id, len(videos))
-    return videos
-
-
-def recover_staged_batches(output: str) -> List[str]:
-    """Finishes or discards the batches an earlier, stopped watch session left in ``<output>/_staging/``.
-
-    Returns:
-        The video URIs of the batches it committed.
-    """
-    staging = FileSystems.join(output, STAGING_DIR)
-    markers = _list_files(FileSystems.join(staging, "*", COMPLETE_MARKER))
-    complete = {os.path.basename(os.path.dirname(marker)) for marker in markers}
-    recovered: List[str] = []
-    for batch_id in sorted(complete):
-        LOGGER.info("finishing batch %s left by an earlier session", batch_id)
-        recovered.extend(_commit_batch(output, FileSystems.join(staging, batch_id), batch_id))
-    if is_remote(staging):
-        leftovers = {path[len(staging):].lstrip("/").split("/")[0]
-                     for path in _list_files(FileSystems.join(staging, "**"))}
-    else:
-        leftovers = set(os.listdir(staging)) if os.path.isdir(staging) else set()
-    for batch_id in sorted(leftovers - complete):
-        LOGGER.info("discarding unfinished batch %s; its videos run again", batch_id)
-        _delete_tree(FileSystems.join(staging, batch_id))
-    return recovered
-
-
-def _new_batch_id() -> str:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 class FolderWatcher:
@@ -209,26 +106,11 @@ class FolderWatcher:
             self._last_seen[uri] = stamp
         return ready
 
-    def _batch_options(self, videos: Sequence[str], batch_dir: str) -> PipelineOptions:
-        values = self._options.get_all_options(drop_default=True, retain_unknown_options=True)
-        values.update(input=list(videos), output=batch_dir, watch=False)
-        return PipelineOptions.from_dictionary(values)
-
     def process_batch(self, videos: Sequence[str]) -> None:
-        """Runs the pipeline on ``videos`` and commits the results (steps 1-4 of the module docstring)."""
-        output = self._mimamo.output
-        batch_id = _new_batch_id()
-        batch_dir = FileSystems.join(output, STAGING_DIR, batch_id)
-        LOGGER.info("batch %s: %s", batch_id, ", ".join(videos))
-        try:
-            self._run_batch(self._batch_options(videos, batch_dir))
-        except BaseException:
-            _delete_tree(batch_dir)
-            raise
-        _ensure_directory(batch_dir)
-        with FileSystems.create(FileSystems.join(batch_dir, COMPLETE_MARKER)) as handle:
-            handle.write(json.dumps({"videos": list(videos)}).encode("utf-8"))
-        self._processed.update(_commit_batch(output, batch_dir, batch_id))
+        """Runs the pipeline on ``videos`` and commits the results (``beam_pipeline.commits``)."""
+        run_and_commit_batch(self._mimamo.output, videos,
+                             lambda batch_dir: self._run_batch(batch_options(self._options, videos, batch_dir)))
+        self._processed.update(videos)
         for uri in videos:
             self._last_seen.pop(uri, None)
         self._report.batches += 1

@@ -6,26 +6,39 @@ left decoding to OpenFace, whose frame numbers are 1-based and whose timestamps 
 times, so variable-frame-rate videos get correct times (spec 10.3.5 lists the seed's drift).
 
 Frame numbering (the same whether decoding starts at 0 or after a seek):
-    Frame ``i`` is the frame with the ``i``-th smallest presentation timestamp (pts) of the video stream,
-    counting from 0, which is the order a decoder outputs frames. A full decode counts frames as they come.
-    A seek first demuxes packets from the start of the file (reading packet headers, no decoding) to find the
-    pts of the target frame by that rank, then seeks to the keyframe at or before it and decodes forward,
-    dropping earlier frames. This is exact for constant and variable frame rate alike; it assumes, as every
-    intact stream satisfies, one decoded frame per packet. Its cost is one read of the file up to the target;
-    memory stays bounded by the codec's reorder depth, not the video length.
+    Frame ``i`` is the frame with the ``i``-th smallest presentation timestamp (pts) among the video stream's
+    packets (packets without a pts and empty packets are not frames), counting from 0. This is the order a
+    decoder outputs frames, and it is exact for constant and variable frame rate alike. A full decode ranks
+    each packet's pts as it is demuxed (a heap the size of the codec's reorder depth) and gives a decoded
+    frame the rank of its pts, so a frame keeps its true number when packets before it do not decode: in a
+    damaged clip the indices have gaps, never shifts. A seek first demuxes packets from the start of the file
+    (reading packet headers, no decoding) to find the pts of the target frame by that rank, then seeks to the
+    keyframe at or before it and decodes forward, dropping earlier frames (it counts frames as they come and
+    assumes an intact stream: one decoded frame per packet). Its cost is one read of the file up to the
+    target; memory stays bounded by the codec's reorder depth, not the video length.
+
+Damaged video (a full decode): a packet that fails to decode is skipped and decoding goes on with the next
+one, so every frame that decodes is kept, with its true index and time. A frame the decoder hands out after a
+later frame was already yielded (it happens right after a damaged stretch) is dropped, so that frames stay in
+order. Frame *slots* are the packets demuxed plus, for a truncated file (``_check_complete``), the frames the
+container declares beyond them; the slots without a yielded frame are ``DecodeReport.frames_undecodable``.
+The video fails (``VideoError``, after its frames were yielded) when no frame decodes, or when more than
+``MAX_UNDECODABLE_SHARE`` (50 %) of its slots do not decode; below that it only carries a warning.
 
 Timestamps: ``timestamp_s = (pts - stream start_time) * time_base``, in seconds.
 
 Rotation: the display matrix (phone videos) is read from each decoded frame (``VideoFrame.rotation``, degrees
 counter-clockwise) and applied with ``np.rot90``, so frames come out upright; flips in the matrix are ignored.
 
-Errors: every failure raises :class:`mimamo_ops.errors.VideoError` naming the file and the cause. A damaged or
-truncated file first yields every frame that decoded, then raises once: ``"<file>: decoding failed at frame N:
-<cause>"`` when FFmpeg reports an error, or ``"<file>: truncated or damaged: decoding ended after N frames ..."``
-when the stream just ends well before both the frame count and the duration its container declares (a cut mp4;
-with frame threading FFmpeg often reports no error). Where the container cannot vouch for both (a cut AVI or
-Matroska file), an early end only logs a warning (``_check_complete``).
+Errors: every failure raises :class:`mimamo_ops.errors.VideoError` naming the file and the cause. A file
+damaged or truncated past the share above first yields every frame that decoded, then raises once:
+``"<file>: damaged: N of M frames do not decode (more than 50 %) ..."``. A stream that ends well before both
+the frame count and the duration its container declares (a cut mp4) counts the missing frames as
+undecodable; where the container cannot vouch for both (a cut AVI or Matroska file), an early end only logs
+a warning (``_check_complete``). A demuxing error (unreadable container data) ends the stream there, like a
+cut. A seek that fails to decode raises ``"<file>: decoding failed at frame N: <cause>"``.
 """
+import collections
 import dataclasses
 import heapq
 import io
@@ -43,12 +56,15 @@ import numpy as np
 from mimamo_ops.errors import VideoError
 from mimamo_ops.threads import decoder_threads
 
-__all__ = ["VideoFrame", "VideoInfo", "VideoSource", "iter_frames", "probe_video"]
+__all__ = ["MAX_UNDECODABLE_SHARE", "DecodeReport", "VideoFrame", "VideoInfo", "VideoSource", "iter_frames",
+           "probe_video"]
 
 logger = logging.getLogger(__name__)
 
 VideoSource = Union[str, os.PathLike, BinaryIO]
 _FALLBACK_FPS = 30.0
+MAX_UNDECODABLE_SHARE = 0.5  # a video with more than this share of undecodable frame slots fails
+_MAX_REORDER_PACKETS = 32  # without decode timestamps, a pts is ranked once this many later packets are pending
 # Errors PyAV and the file system raise while opening, demuxing or decoding. (av.FFmpegError is a ValueError;
 # ValueError also covers bad metadata encodings.)
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError)
@@ -97,6 +113,22 @@ class VideoFrame:
     rgb: np.ndarray
 
 
+@dataclasses.dataclass
+class DecodeReport:
+    """What a full decode found, filled in by :func:`iter_frames` when it ends (module docstring).
+
+    Attributes:
+        frames_decoded: frames yielded.
+        frames_undecodable: frame slots without a yielded frame (damaged packets, frames dropped out of order,
+            frames missing from a truncated file); 0 for an intact video, None until a decode reaches the end.
+        warning: one line describing the damage, or None for an intact video.
+    """
+
+    frames_decoded: int = 0
+    frames_undecodable: Optional[int] = None
+    warning: Optional[str] = None
+
+
 def probe_video(source: VideoSource) -> VideoInfo:
     """Reads a video's metadata and decodes its first frame (to check it decodes and to read the rotation).
 
@@ -112,13 +144,12 @@ def probe_video(source: VideoSource) -> VideoInfo:
     name = _name_of(source)
     with _open_container(source, name) as container:
         stream = _video_stream(container, name)
-        first = None
-        try:
-            first = next(container.decode(stream), None)
-        except _DECODE_ERRORS as exc:
-            raise VideoError(f"{name}: decoding failed at frame 0: {_cause(exc)}") from exc
-        if first is None:
-            raise VideoError(f"{name}: no decodable frames")
+        decoded = _RankedDecode(container, stream)
+        ranked_first = next(iter(decoded), None)
+        if ranked_first is None:
+            detail = f" (first error: {_cause(decoded.first_error)})" if decoded.first_error is not None else ""
+            raise VideoError(f"{name}: no decodable frames{detail}")
+        first = ranked_first[1]
         rotation_deg = _rotation_of(first, name)
         width, height = first.width, first.height
         if rotation_deg in (90, 270):
@@ -138,7 +169,8 @@ def probe_video(source: VideoSource) -> VideoInfo:
 
 
 def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[int] = None,
-                start_time_s: Optional[float] = None, thread_count: int = 0) -> Iterator[VideoFrame]:
+                start_time_s: Optional[float] = None, thread_count: int = 0,
+                report: Optional[DecodeReport] = None) -> Iterator[VideoFrame]:
     """Decodes frames one at a time (memory does not grow with the video length).
 
     Args:
@@ -149,15 +181,17 @@ def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[i
             this time in seconds.
         thread_count: decoder threads; 0: the process's thread budget (``mimamo_ops.threads``), or FFmpeg's
             choice without one. Frame and slice threading are both allowed.
+        report: filled in when a decode from the start reaches the end of the video (damage counts).
 
     Yields:
-        :class:`VideoFrame` in presentation order, with consecutive indices from the start frame.
+        :class:`VideoFrame` in presentation order. Indices are consecutive from the start frame for an intact
+        video; a damaged one skips the numbers of the frames that do not decode.
 
     Raises:
         ValueError: bad arguments (negative start, ``end_frame < start_frame``, both starts given).
-        VideoError: the file is missing, empty, not a video, cannot be seeked, fails to decode, or ends well
-            before the frame count its container declares; frames that decoded before a failure are yielded
-            first.
+        VideoError: the file is missing, empty, not a video, or cannot be seeked; no frame decodes; more than
+            ``MAX_UNDECODABLE_SHARE`` of the frames do not decode or are missing (module docstring); a seek
+            fails to decode. Frames that decoded before a failure are yielded first.
     """
     if start_frame < 0 or (start_time_s is not None and start_time_s < 0):
         raise ValueError(f"start must be >= 0, got start_frame={start_frame}, start_time_s={start_time_s}")
@@ -183,32 +217,196 @@ def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[i
         # One reformatter for the whole stream: it keeps its scaler context, which is ~10x faster per frame than
         # frame.to_ndarray(format="rgb24") building a new one each call (bench/bench_decode.py).
         reformatter = av.video.reformatter.VideoReformatter()
+        if target_pts is not None:
+            yield from _iter_sought(container, stream, target_pts, index, end_frame, origin_pts, fps, reformatter,
+                                    name)
+            return
+        decoded = _RankedDecode(container, stream)
         last_timestamp_s = None
+        for rank, frame in decoded:
+            if end_frame is not None and rank >= end_frame:
+                return
+            video_frame = _to_video_frame(frame, rank, origin_pts, fps, reformatter, name)
+            last_timestamp_s = video_frame.timestamp_s
+            yield video_frame
+        _finish_report(container, stream, decoded, last_timestamp_s, fps, name, report)
+
+
+def _iter_sought(container: av.container.InputContainer, stream: av.video.stream.VideoStream, target_pts: int,
+                 index: int, end_frame: Optional[int], origin_pts: int, fps: float,
+                 reformatter: av.video.reformatter.VideoReformatter, name: str) -> Iterator[VideoFrame]:
+    """Decodes from a located start frame, counting frames as they come (an intact stream is assumed)."""
+    try:
+        for frame in _decode_from(container, stream, target_pts, origin_pts, fps):
+            if end_frame is not None and index >= end_frame:
+                return
+            yield _to_video_frame(frame, index, origin_pts, fps, reformatter, name)
+            index += 1
+    except _DECODE_ERRORS as exc:
+        raise VideoError(f"{name}: decoding failed at frame {index}: {_cause(exc)}") from exc
+
+
+def _finish_report(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                   decoded: "_RankedDecode", last_timestamp_s: Optional[float], fps: float, name: str,
+                   report: Optional[DecodeReport]) -> None:
+    """Counts the undecodable slots of a finished full decode; raises past the allowed share."""
+    missing = _check_complete(container, stream, decoded.slots, decoded.last_slot_timestamp_s(), fps, name)
+    slots = decoded.slots + missing
+    undecodable = max(0, slots - decoded.yielded)
+    warning = None
+    if undecodable:
+        causes = [f"{decoded.damaged_packets} packet(s) failed to decode"] if decoded.damaged_packets else []
+        if decoded.dropped_late:
+            causes.append(f"{decoded.dropped_late} frame(s) came out of order")
+        if missing:
+            causes.append(f"{missing} frame(s) missing at the end (truncated)")
+        if decoded.demux_error is not None:
+            causes.append(f"demuxing stopped: {_cause(decoded.demux_error)}")
+        if not causes:
+            causes.append("packets decoded to no frame")
+        warning = (f"{undecodable} of {slots} frames do not decode and were skipped ({'; '.join(causes)}); "
+                   f"last decoded frame at {_format_s(last_timestamp_s)}")
+    if report is not None:
+        report.frames_decoded, report.frames_undecodable, report.warning = decoded.yielded, undecodable, warning
+    if decoded.yielded == 0:
+        detail = f" (first error: {_cause(decoded.first_error)})" if decoded.first_error is not None else ""
+        raise VideoError(f"{name}: no decodable frames{detail}")
+    if undecodable > MAX_UNDECODABLE_SHARE * slots:
+        raise VideoError(f"{name}: damaged: {warning}; more than {MAX_UNDECODABLE_SHARE:.0%} is too much")
+    if warning:
+        logger.warning("%s: %s", name, warning)
+
+
+class _RankedDecode:
+    """Iterates ``(rank, frame)`` over a full decode that skips damaged packets (module docstring).
+
+    Each packet's pts is pushed on a heap as it is demuxed; once the demuxer's decode timestamp has passed a
+    pts, no later packet can undercut it and it gets the next rank (packets without a decode timestamp: once
+    ``_MAX_REORDER_PACKETS`` later ones are pending). Decoded frames wait (at most the reorder
+    depth) until their pts has a rank, then come out in pts order; a frame below the last one yielded is
+    dropped. Counters (``slots``, ``yielded``, ``damaged_packets``, ``dropped_late``) are final once the
+    iteration ends.
+    """
+
+    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream):
+        self._container = container
+        self._stream = stream
+        self._pending_pts: list = []  # heap of packet pts without a rank yet
+        self._ranked = collections.deque()  # (pts, rank) ranked but not yet matched to a frame, increasing
+        self._waiting: list = []  # heap of (pts, serial, frame) decoded, waiting for their rank
+        self._serial = 0
+        self._last_pts: Optional[int] = None
+        self._last_rank = -1  # the last rank given to a packet pts
+        self._yielded_rank = -1  # the rank of the last frame yielded
+        self._max_slot_pts: Optional[int] = None
+        self.slots = 0
+        self.yielded = 0
+        self.damaged_packets = 0
+        self.dropped_late = 0
+        self.first_error: Optional[BaseException] = None
+        self.demux_error: Optional[BaseException] = None
+
+    def last_slot_timestamp_s(self) -> Optional[float]:
+        """Presentation time of the latest packet demuxed, in seconds from the stream start."""
+        if self._max_slot_pts is None:
+            return None
+        return float((self._max_slot_pts - (self._stream.start_time or 0)) * self._stream.time_base)
+
+    def __iter__(self) -> Iterator[Tuple[int, av.VideoFrame]]:
+        for packet in self._demux():
+            if packet is not None and packet.pts is not None and packet.size:
+                heapq.heappush(self._pending_pts, packet.pts)
+                self.slots += 1
+                self._max_slot_pts = packet.pts if self._max_slot_pts is None else max(self._max_slot_pts,
+                                                                                       packet.pts)
+            self._decode(packet)
+            if packet is None:
+                self._rank_below(None)
+            elif packet.dts is not None:
+                self._rank_below(packet.dts)
+            while len(self._pending_pts) > _MAX_REORDER_PACKETS:  # packets without a dts: rank by a window
+                self._rank_next()
+            yield from self._release(final=packet is None)
+
+    def _demux(self) -> Iterator[Optional[av.Packet]]:
+        """The stream's packets, then None (the flush); a demuxing error ends the packets early."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except _DECODE_ERRORS as exc:
+                self.demux_error = exc
+                self.first_error = self.first_error or exc
+                packet = None
+            if packet is None:
+                yield None
+                return
+            if packet.size:  # the demuxer's own final empty packet would flush too early
+                yield packet
+
+    def _decode(self, packet: Optional[av.Packet]) -> None:
         try:
-            frames = _decode_from(container, stream, target_pts, origin_pts, fps)
-            for frame in frames:
-                if end_frame is not None and index >= end_frame:
-                    return
-                video_frame = _to_video_frame(frame, index, origin_pts, fps, reformatter, name)
-                last_timestamp_s = video_frame.timestamp_s
-                yield video_frame
-                index += 1
+            frames = self._stream.decode(packet)
         except _DECODE_ERRORS as exc:
-            raise VideoError(f"{name}: decoding failed at frame {index}: {_cause(exc)}") from exc
-        if end_frame is None or index < end_frame:
-            _check_complete(container, stream, index, last_timestamp_s, fps, name)
+            self.damaged_packets += 1
+            self.first_error = self.first_error or exc
+            logger.debug("skipping a packet that does not decode (pts %s): %s",
+                         getattr(packet, "pts", None), _cause(exc))
+            return
+        for frame in frames:
+            if frame.time_base is None:  # codec-level decoding leaves it unset
+                frame.time_base = self._stream.time_base
+            heapq.heappush(self._waiting, (frame.pts if frame.pts is not None else -1, self._serial, frame))
+            self._serial += 1
+
+    def _rank_below(self, dts: Optional[int]) -> None:
+        while self._pending_pts and (dts is None or self._pending_pts[0] < dts):
+            self._rank_next()
+
+    def _rank_next(self) -> None:
+        self._last_rank += 1
+        self._ranked.append((heapq.heappop(self._pending_pts), self._last_rank))
+
+    def _release(self, final: bool) -> Iterator[Tuple[int, av.VideoFrame]]:
+        ranked_up_to = self._ranked[-1][0] if self._ranked else None
+        while self._waiting:
+            pts, _, frame = self._waiting[0]
+            if frame.pts is None:  # no timestamp: it follows the last frame
+                heapq.heappop(self._waiting)
+                yield self._emit(self._yielded_rank + 1, None, frame)
+                continue
+            if not final and (ranked_up_to is None or pts > ranked_up_to):
+                return  # its rank is not known yet
+            heapq.heappop(self._waiting)
+            if self._last_pts is not None and pts <= self._last_pts:
+                self.dropped_late += 1
+                continue
+            while self._ranked and self._ranked[0][0] < pts:
+                self._ranked.popleft()
+            if self._ranked and self._ranked[0][0] == pts:
+                rank = self._ranked.popleft()[1]
+            else:  # a pts no packet carried: the next number
+                rank = self._yielded_rank + 1
+            yield self._emit(rank, pts, frame)
+
+    def _emit(self, rank: int, pts: Optional[int], frame: av.VideoFrame) -> Tuple[int, av.VideoFrame]:
+        if pts is not None:
+            self._last_pts = pts
+        self._yielded_rank = rank
+        self.yielded += 1
+        return rank, frame
 
 
 def _check_complete(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                    n_decoded: int, last_timestamp_s: Optional[float], fps: float, name: str) -> None:
-    """Raises (or warns) when decoding ended well before the end the container declares: a truncated file.
+                    n_slots: int, last_timestamp_s: Optional[float], fps: float, name: str) -> int:
+    """Returns how many frames a truncated file lost at its end (0 when it looks complete), or warns.
 
-    Two signs are weighed. Count: more than ``max(2, declared // 100)`` frames fewer than the container's
-    frame count (the slack absorbs edit lists that hide a frame or two). Time: the last frame more than
-    ``max(0.5 s, 2 frames)`` before the stream's duration. Both together raise. The count alone only warns:
-    AVI counts dropped-frame placeholders that decode to nothing, and a cut AVI loses the index its duration
-    comes from. Without a frame count (Matroska, WebM) the duration, possibly the container's and so
-    including a longer audio track, only warns.
+    Two signs are weighed. Count: more than ``max(2, declared // 100)`` frame slots fewer than the container's
+    frame count (the slack absorbs edit lists that hide a frame or two). Time: the last packet more than
+    ``max(0.5 s, 2 frames)`` before the stream's duration. Both together mean a truncated file: the declared
+    frames beyond the slots are lost. The count alone only warns: AVI counts dropped-frame placeholders that
+    decode to nothing, and a cut AVI loses the index its duration comes from. Without a frame count (Matroska,
+    WebM) the duration, possibly the container's and so including a longer audio track, only warns.
     """
     declared = int(stream.frames or 0)
     stream_duration_s = float(stream.duration * stream.time_base) if stream.duration else None
@@ -216,17 +414,18 @@ def _check_complete(container: av.container.InputContainer, stream: av.video.str
     slack_s = max(0.5, 2.0 / fps)
     short_time = duration_s is not None and (last_timestamp_s is None or last_timestamp_s + slack_s < duration_s)
     if declared:
-        if declared - n_decoded <= max(2, declared // 100):
-            return
+        if declared - n_slots <= max(2, declared // 100):
+            return 0
         if stream_duration_s is None or short_time:
-            raise VideoError(f"{name}: truncated or damaged: decoding ended after {n_decoded} frames "
-                             f"({_format_s(last_timestamp_s)}), the container declares {declared} frames "
-                             f"({_format_s(duration_s)})")
-        logger.warning("%s: decoded %d frames, the container declares %d (truncated file, or dropped-frame "
-                       "placeholders)", name, n_decoded, declared)
+            logger.warning("%s: truncated: the stream ends after %d frames (%s), the container declares %d (%s)",
+                           name, n_slots, _format_s(last_timestamp_s), declared, _format_s(duration_s))
+            return declared - n_slots
+        logger.warning("%s: %d frames in the stream, the container declares %d (truncated file, or dropped-frame "
+                       "placeholders)", name, n_slots, declared)
     elif short_time:
         logger.warning("%s: the video ended at %s, the container says it lasts %s (truncated file?)",
                        name, _format_s(last_timestamp_s), _format_s(duration_s))
+    return 0
 
 
 def _format_s(seconds: Optional[float]) -> str:
@@ -293,8 +492,8 @@ def _iter_presentation_pts(container: av.container.InputContainer, stream: av.vi
     """
     pending = []
     for packet in container.demux(stream):
-        if packet.pts is None:
-            continue  # the demuxer's final empty packet, or a packet with no timestamp
+        if packet.pts is None or not packet.size:
+            continue  # not a frame: the demuxer's final empty packet, or a packet with no timestamp or no data
         heapq.heappush(pending, packet.pts)
         if packet.dts is not None:
             while pending and pending[0] < packet.dts:

@@ -300,3 +300,20 @@ def audio_only_file(path: PathLike, duration_s: float = 0.5, sample_rate: int = 
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def damaged_middle_clip(path: PathLike, n_frames: int = 150, damaged_bytes: int = 50_000, seed: int = 0,
+                        size: Tuple[int, int] = (640, 360)) -> Path:
+    """Writes the moving-face mp4 (index at the end) and overwrites ``damaged_bytes`` of its middle with seeded
+    random bytes: the container still opens and demuxes, the packets in the damaged stretch do not decode.
+
+    The intact clip is ``moving_face_clip(path, n_frames, size)`` before the damage.
+    """
+    path = Path(path)
+    moving_face_clip(path, n_frames, size)
+    data = bytearray(path.read_bytes())
+    start = len(data) // 2 - damaged_bytes // 2
+    data[start:start + damaged_bytes] = np.random.default_rng(seed).integers(0, 256, damaged_bytes,
+                                                                              dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path

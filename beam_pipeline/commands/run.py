@@ -97,7 +97,8 @@ def check_output(options: "MimamoOptions") -> None:
 
 
 def check_weights_and_tables(options: "MimamoOptions") -> None:
-    """Checks that the output holds no earlier tables (unless ``--watch``) and that both weights files are right.
+    """Checks that the output holds no earlier tables (unless ``--watch`` or resumable) and that both weights files
+    are right.
 
     Raises:
         ValueError: the output already holds tables.
@@ -105,10 +106,13 @@ def check_weights_and_tables(options: "MimamoOptions") -> None:
     """
     from beam_pipeline.pipeline import build_configs, check_output_is_fresh
     from beam_pipeline.remote_files import is_remote
+    from beam_pipeline.resume import is_resumable
     from mimamo_ops.checkpoints import BACKBONE, MIMAMO
     from mimamo_ops.weights import verify_weights_file
 
-    if not options.watch:  # --watch adds to the tables of its earlier sessions (beam_pipeline.watch)
+    # --watch adds to the tables of its earlier sessions (beam_pipeline.watch); a resumable run checks that the
+    # tables there are its own (beam_pipeline.resume.check_same_run)
+    if not options.watch and not is_resumable(options):
         check_output_is_fresh(options.output)
     model_config, _ = build_configs(options)
     for path, kind in ((model_config.checkpoint_path, MIMAMO), (model_config.backbone_path, BACKBONE)):

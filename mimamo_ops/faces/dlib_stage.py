@@ -5,7 +5,7 @@ shape-predictor run (~1 ms), the quality check (~2 ms) and three small warps; th
 at 640x360) runs only when ``tracking.FaceTracker`` needs it (``bench/bench_faces.py`` measures it).
 """
 import logging
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -16,7 +16,7 @@ from mimamo_ops.faces.fitting import FaceFitter, score_to_confidence
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FaceRecord, FrameFaces
 from mimamo_ops.faces.template import load_template
 from mimamo_ops.faces.tracking import FaceTracker, TrackedFace, landmark_box
-from mimamo_ops.video import VideoFrame, iter_frames
+from mimamo_ops.video import DecodeReport, VideoFrame, iter_frames
 
 __all__ = ["DlibFaceExtractor"]
 
@@ -40,10 +40,10 @@ class DlibFaceExtractor(FaceExtractor):
         # float64 (68, 2) destination shape in PDM units (spec 2.6 step 1).
         self.template = load_template(config.template_path, self._model.mean_shape)
 
-    def extract(self, video_path: str) -> Iterator[FrameFaces]:
+    def extract(self, video_path: str, report: Optional[DecodeReport] = None) -> Iterator[FrameFaces]:
         """Streams the faces of every decoded frame of ``video_path`` (see ``FaceExtractor.extract``)."""
         total_faces = 0
-        for frame_faces in self.extract_frames(iter_frames(video_path)):
+        for frame_faces in self.extract_frames(iter_frames(video_path, report=report)):
             total_faces += len(frame_faces.faces)
             yield frame_faces
         if total_faces == 0:

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -22,7 +22,7 @@ import numpy as np
 from mimamo_ops.errors import FaceStageError
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FaceRecord, FrameFaces
 from mimamo_ops.faces.tracking import BoxIdTracker, landmark_box
-from mimamo_ops.video import probe_video
+from mimamo_ops.video import DecodeReport, probe_video
 
 __all__ = ["OpenFaceExtractor", "build_openface_command", "SINGLE_FACE_BINARY", "MULTI_FACE_BINARY"]
 
@@ -124,8 +124,10 @@ class OpenFaceExtractor(FaceExtractor):
         self.config = config
         self.binary = _locate_binary(config.openface_path, config.multi_face)
 
-    def extract(self, video_path: str) -> Iterator[FrameFaces]:
+    def extract(self, video_path: str, report: Optional[DecodeReport] = None) -> Iterator[FrameFaces]:
         """Runs OpenFace on ``video_path`` and streams one ``FrameFaces`` per video frame.
+
+        OpenFace decodes the video itself, so ``report`` is left as it is.
 
         Raises:
             VideoError: the file is not a readable video (checked before OpenFace runs).

@@ -5,6 +5,8 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from mimamo_ops.video import DecodeReport
+
 __all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor"]
 
 
@@ -105,8 +107,13 @@ class FaceExtractor(abc.ABC):
     """
 
     @abc.abstractmethod
-    def extract(self, video_path: str) -> Iterator[FrameFaces]:
+    def extract(self, video_path: str, report: Optional[DecodeReport] = None) -> Iterator[FrameFaces]:
         """Streams the faces of every decoded frame of ``video_path``, in frame order.
+
+        Args:
+            video_path: a local video file.
+            report: filled in with the decoder's damage counts once the video is decoded to its end, by face
+                stages that decode the video themselves (the dlib stage; OpenFace decodes on its own).
 
         Raises:
             mimamo_ops.errors.VideoError: the file cannot be opened or decoded.

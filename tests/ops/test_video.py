@@ -1,4 +1,4 @@
-"""Decoding real encoded clips: counts, indices, timestamps, rotation, seeking, containers and bad files."""
+"""Decoding real encoded clips: counts, indices, timestamps, rotation, seeking, containers, damaged and bad files."""
 import gc
 import io
 import logging
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mimamo_ops.errors import VideoError
-from mimamo_ops.video import VideoFrame, VideoInfo, iter_frames, probe_video
+from mimamo_ops.video import DecodeReport, VideoFrame, VideoInfo, iter_frames, probe_video
 from tests import clips
 
 N_MOVING = 60
@@ -220,15 +220,66 @@ def test_truncated_mp4_yields_the_decodable_frames_then_raises(thread_count, tru
             got.append(frame)
 
     message = str(raised.value)
-    assert message.startswith(f"{path}: ")
-    if thread_count == 1:
-        assert f"decoding failed at frame {len(got)}: Invalid data found" in message
-    else:  # frame threading may hide FFmpeg's error; the short count still gives the file away
-        assert f"decoding failed at frame {len(got)}" in message or "truncated or damaged" in message
-    assert 5 < len(got) < 60
+    # 60 % of the bytes are gone: the missing frames count as undecodable, past the 50 % share
+    assert message.startswith(f"{path}: damaged: {N_MOVING - len(got)} of {N_MOVING} frames do not decode")
+    assert "missing at the end (truncated)" in message and "more than 50%" in message
+    assert 5 < len(got) < 30
     assert [f.index for f in got] == list(range(len(got)))
     for frame, whole in zip(got[:-1], intact):  # the last one may come from a cut packet
         np.testing.assert_array_equal(frame.rgb, whole.rgb)
+
+
+@pytest.fixture(scope="session")
+def damaged_mp4(clip_dir):
+    """The 150-frame moving-face mp4 (about 350 kB) with 50 kB of its middle overwritten, and its intact twin."""
+    intact = clips.moving_face_clip(clip_dir / "undamaged150.mp4", n_frames=150)
+    return clips.damaged_middle_clip(clip_dir / "damaged150.mp4", n_frames=150), intact
+
+
+@pytest.mark.parametrize("thread_count", [0, 1])
+def test_damaged_middle_keeps_every_decodable_frame_with_its_true_index_and_time(thread_count, damaged_mp4,
+                                                                                 full_decodes):
+    damaged, intact_path = damaged_mp4
+    intact = full_decodes(intact_path)
+    report = DecodeReport()
+
+    got = list(iter_frames(damaged, thread_count=thread_count, report=report))
+
+    indices = [f.index for f in got]
+    assert indices == sorted(set(indices)) and 100 < len(got) < 150  # gaps where packets did not decode
+    assert indices[0] == 0 and indices[-1] == 149  # the damage is in the middle only
+    for frame in got:  # true frame numbers and times: those of the same frame in the intact clip
+        whole = intact[frame.index]
+        assert (frame.index, frame.timestamp_s) == (whole.index, whole.timestamp_s)
+    first_gap = next(i for i, index in enumerate(indices) if index != i)
+    assert 30 < first_gap < 120
+    for frame in got[:first_gap - 1]:  # before the damage the pixels are the intact ones
+        np.testing.assert_array_equal(frame.rgb, intact[frame.index].rgb)
+    assert report == DecodeReport(frames_decoded=len(got), frames_undecodable=150 - len(got),
+                                  warning=report.warning)
+    assert report.warning.startswith(f"{150 - len(got)} of 150 frames do not decode and were skipped (")
+    assert probe_video(damaged).frame_count == 150
+
+
+def test_video_damaged_past_half_its_frames_raises_after_yielding_what_decodes(tmp_path):
+    path = clips.damaged_middle_clip(tmp_path / "ruined.mp4", n_frames=60, damaged_bytes=100_000)
+    report = DecodeReport()
+
+    got = []
+    with pytest.raises(VideoError, match=r"damaged: \d+ of 60 frames do not decode .* more than 50%") as raised:
+        for frame in iter_frames(path, report=report):
+            got.append(frame)
+
+    assert str(raised.value).startswith(f"{path}: ")
+    assert 0 < len(got) < 30 and report.frames_decoded == len(got)
+    assert report.frames_undecodable == 60 - len(got) > 30
+
+
+def test_intact_video_reports_no_damage(moving_mp4):
+    report = DecodeReport()
+
+    assert len(list(iter_frames(moving_mp4, report=report))) == N_MOVING
+    assert report == DecodeReport(frames_decoded=N_MOVING, frames_undecodable=0, warning=None)
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".avi"])

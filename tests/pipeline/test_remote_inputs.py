@@ -57,7 +57,7 @@ class PrefixedLocalFileSystem(LocalFileSystem):
 
 
 class RecordingFaces(ScriptedFaces):
-    def extract(self, video_path: str):
+    def extract(self, video_path: str, report=None):
         SEEN_PATHS.append(video_path)
         assert os.path.exists(video_path)
         yield from super().extract(video_path)

@@ -59,7 +59,7 @@ class ScriptedFaces(FaceExtractor):
     def __init__(self, config: FaceConfig):
         self.config = config
 
-    def extract(self, video_path: str) -> Iterator[FrameFaces]:
+    def extract(self, video_path: str, report=None) -> Iterator[FrameFaces]:
         failing = "fail" in Path(video_path).name
         for index in range(FAIL_AFTER + 1 if failing else 40):
             if failing and index == FAIL_AFTER:
