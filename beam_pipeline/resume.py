@@ -14,7 +14,8 @@ files differ: each batch adds one Parquet file per table (``part-<batch_id>-SSSS
 
 *The same run* means the same options (``MimamoOptions`` and Beam's, inputs included, defaults spelt out or
 not), the same package version and the same weights (SHA-256), except the options that only change how it
-runs: ``EXECUTION_ONLY_OPTIONS``. Anything else on an output that holds results is refused in one line.
+runs (``EXECUTION_ONLY_OPTIONS``) and ``--output`` itself (the folder may be spelt differently). Anything
+else on an output that holds results is refused in one line.
 
 A video is identified by its URI as matched (``videos.video_uri``, the key of ``video_id``): a file replaced
 under the same name after its results were committed is not run again.
@@ -64,7 +65,8 @@ def build_manifest(options: PipelineOptions) -> Dict[str, Any]:
     mimamo = options.view_as(MimamoOptions)
     checkpoint, backbone = resolve_weight_uris(mimamo.checkpoint, mimamo.backbone)
     values = options.get_all_options(drop_default=False, retain_unknown_options=True)
-    kept = {key: value for key, value in values.items() if key not in EXECUTION_ONLY_OPTIONS}
+    # --output is where the manifest lives, so it is the same folder however it was spelt
+    kept = {key: value for key, value in values.items() if key not in EXECUTION_ONLY_OPTIONS and key != "output"}
     return {
         "mimamo.version": __version__,
         "checkpoint_sha256": weights_sha256(checkpoint, MIMAMO),

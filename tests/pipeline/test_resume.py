@@ -54,8 +54,9 @@ def committed(output: Path) -> int:
 
 
 def start(arguments: List[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "beam_pipeline.run", *arguments],  # pylint: disable=consider-using-with
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "beam_pipeline.run", *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
 
 
 def kill_when(process: subprocess.Popen, condition: Callable[[], bool]) -> None:
@@ -141,6 +142,13 @@ def test_a_finished_run_started_again_runs_nothing(uninterrupted, clip_dir, synt
 
     assert (result.skipped, result.results) == (len(NAMES), [])
     assert {path.name: path.stat().st_mtime_ns for path in (uninterrupted / "videos").iterdir()} == before
+
+
+def test_the_same_run_with_the_output_spelt_differently_is_recognised(uninterrupted, clip_dir, synthetic_weights):
+    arguments = flags(clip_dir, uninterrupted, synthetic_weights)
+    arguments[arguments.index("--output") + 1] = f"{uninterrupted}/"
+
+    assert run(arguments + ["--n_workers", "1"]).skipped == len(NAMES)
 
 
 def test_other_options_on_an_output_with_results_are_refused_in_one_line(uninterrupted, clip_dir,
