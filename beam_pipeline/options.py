@@ -1,5 +1,7 @@
 """Pipeline options: every option of the seed's CLI (spec section 11.1) as a ``PipelineOptions`` group.
 
+The flags themselves are declared in ``beam_pipeline.flags`` (no Beam import, for a quick ``mimamo run --help``).
+
 The seed's names are kept where they still mean the same thing. ``--batch_size`` is kept as an alias of
 ``--gru_sequence_snippets`` because in the seed it set how many consecutive snippets share one GRU sequence (spec
 4.4), which changes the numbers; the compute batch that never changes them is ``--compute_batch_size``.
@@ -16,13 +18,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from beam_pipeline.flags import (  # noqa: F401  (re-exported: the options' constants)
-    FIXED_BY_CHECKPOINT,
-    MAX_PYRAMID_HEIGHT,
-    MIN_PYRAMID_HEIGHT,
-    PRECISIONS,
-    add_mimamo_arguments,
-)
+from beam_pipeline.flags import FIXED_BY_CHECKPOINT, MAX_PYRAMID_HEIGHT, MIN_PYRAMID_HEIGHT, add_mimamo_arguments
 
 __all__ = ["MimamoOptions", "validate_options", "options_as_json", "worker_processes_per_machine"]
 

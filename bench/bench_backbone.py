@@ -65,6 +65,7 @@ def run_config(name: str, batch_size: int, batches: int, threads: int, features_
         precision=precision,
         channels_last=channels_last,
         tune_memory=tune,
+        runtime="torch",  # these are the torch runtime's settings; bench_runtimes.py compares runtimes
     )
     x = preprocess_faces(make_faces(IMAGES_PER_RUN))
     runner.features_from_input(x)  # warm-up

@@ -1,6 +1,6 @@
 """ResNet-50 FER+ backbone runtimes side by side: img/s and largest feature deviation from the torch fp32 path.
 
-Every runtime runs on the same 64 faces (seeded weights, seed 4004; timings do not depend on the values), at the
+Every runtime runs on the same ``--images`` faces (64) (seeded weights, seed 4004; timings do not depend on the values), at the
 same batch size and thread count, in one process with the project's allocator setting. Rounds are interleaved
 (each round times every runtime once, in turn), so load from other processes hits all of them alike; the median
 over rounds is printed, with the spread. Runtimes:
@@ -14,7 +14,7 @@ over rounds is printed, with the spread. Runtimes:
 Runtimes whose packages are missing, or that fail to build, are reported with the reason and left out. From the
 repository root:
 
-    .venv/bin/python bench/bench_runtimes.py [--rounds 5] [--threads 2] [--batch-size 16] [--compile]
+    .venv/bin/python bench/bench_runtimes.py [--rounds 5] [--images 64] [--threads 2] [--batch-size 16] [--compile]
 """
 import argparse
 import pathlib
@@ -36,7 +36,6 @@ from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus, preprocess_face
 from mimamo_ops.cpu_features import bf16_units  # noqa: E402
 from tests.parity_recipes import gen_state_dict  # noqa: E402
 
-IMAGES = 64
 Forward = Callable[[np.ndarray], np.ndarray]  # float32 (n, 3, 224, 224) -> float32 (n, 2048)
 
 
@@ -103,15 +102,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds after one warm-up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--images", type=int, default=64, help="faces per timed pass")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (inductor)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with torch.device("meta"):
         template = ResNet50FerPlus().state_dict()
     state_dict = gen_state_dict(template, 4004)
-    x = preprocess_faces(make_faces(IMAGES))
+    x = preprocess_faces(make_faces(args.images))
     units = ", ".join(bf16_units()) or "none"
-    print(f"{IMAGES} faces, batch {args.batch_size}, {args.threads} threads; CPU bf16 units: {units}")
+    print(f"{args.images} faces, batch {args.batch_size}, {args.threads} threads; CPU bf16 units: {units}")
     with tempfile.TemporaryDirectory(prefix="mimamo-runtimes-") as tmp:
         runtimes = build_runtimes(args, state_dict, pathlib.Path(tmp))
         features = {name: forward(x) for name, forward in runtimes.items()}  # warm-up, and the outputs
@@ -122,12 +122,12 @@ def main() -> None:
                 forward(x)
                 seconds[name].append(time.perf_counter() - started)
     reference = features["torch"]
-    torch_rate = IMAGES / statistics.median(seconds["torch"])
+    torch_rate = args.images / statistics.median(seconds["torch"])
     print(f"max |feature| (torch): {np.abs(reference).max():.0f}; parity tolerance atol 2e-3")
     print(f"{'runtime':14s} {'img/s':>7s} {'(min-max)':>15s} {'x torch':>8s} {'max |dev|':>10s}")
     for name in runtimes:
-        rates = [IMAGES / s for s in seconds[name]]
-        rate = IMAGES / statistics.median(seconds[name])
+        rates = [args.images / s for s in seconds[name]]
+        rate = args.images / statistics.median(seconds[name])
         deviation = float(np.abs(features[name] - reference).max())
         print(f"{name:14s} {rate:7.1f} {min(rates):7.1f}-{max(rates):<7.1f} {rate / torch_rate:8.2f} "
               f"{deviation:10.2e}")

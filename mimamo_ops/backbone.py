@@ -311,7 +311,8 @@ class BackboneRunner:
     Runtimes (``runtime``): "torch" runs the eval-mode ``ResNet50FerPlus`` (channels_last, glibc allocator tuned);
     "openvino" runs the same network converted to OpenVINO IR from the strictly loaded weights
     (``mimamo_ops.backbone_openvino``; converted once and cached on disk by the weights' SHA-256), which on the
-    CPU gives the same features (within 1e-3 of torch on values up to ~1700) 1.3-2x faster; "auto" (default) is
+    CPU gives the same features (within 1e-3 of torch on values up to ~1700) faster (1.4-2.4x the img/s of
+    eager torch in ``bench/bench_runtimes.py``); "auto" (default) is
     OpenVINO on the CPU and torch elsewhere. ``precision="bf16"`` changes the features by about 0.5 % of their
     range, so it is opt-in; it only pays off where the hardware has native bfloat16 (GPUs, CPUs with AVX512_BF16
     or AMX). On a CPU without it, it is slower than float32.

@@ -80,3 +80,20 @@ def test_empty_folder_names_the_folder(tmp_path, synthetic_weights, capsys):
                  "--output", str(tmp_path / "x.csv")])
     assert code == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_every_runtime_gives_the_end_to_end_numbers_within_the_parity_tolerance(openface_folder, synthetic_weights,
+                                                                                 tmp_path):
+    # parity README section 4: per-frame output of the full chain, atol 1e-4
+    root, numbers, _ = openface_folder
+    checkpoint, backbone = synthetic_weights
+    values = {}
+    for runtime in ("torch", "openvino"):
+        output = tmp_path / f"{runtime}.parquet"
+        assert main(["predict-aligned", str(root), "--checkpoint", str(checkpoint), "--backbone", str(backbone),
+                     "--output", str(output), "--runtime", runtime]) == 0
+        table = pq.read_table(output)
+        assert table.column("frame").to_pylist() == numbers
+        values[runtime] = np.stack([table.column("valence").to_numpy(), table.column("arousal").to_numpy()], 1)
+    assert np.abs(values["torch"]).max() > 0
+    np.testing.assert_allclose(values["openvino"], values["torch"], rtol=0, atol=1e-4)
