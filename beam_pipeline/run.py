@@ -8,7 +8,7 @@ import sys
 from typing import List, Optional
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
 
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
@@ -58,6 +58,15 @@ def _apply_local_workers(options: PipelineOptions) -> None:
         direct.direct_running_mode = "multi_processing"
 
 
+def _undo_output_abbreviation(options: PipelineOptions) -> None:
+    """Beam 2.62's option parser accepts abbreviated flags, so ``--output DIR`` also sets ``PortableOptions``'
+    ``--output_executable_path`` to DIR, and a Flink or Spark job server then only writes a jar to DIR instead of
+    running the job. That option is dropped when it is just ``--output`` again."""
+    portable = options.view_as(PortableOptions)
+    if portable.output_executable_path and portable.output_executable_path == options.view_as(MimamoOptions).output:
+        portable.output_executable_path = None
+
+
 def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None):
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
@@ -75,6 +84,7 @@ def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipe
         The ``PipelineResult`` (metrics in the ``mimamo`` namespace); with ``--watch``, the ``WatchReport``.
     """
     configure_logging(options.view_as(MimamoOptions))
+    _undo_output_abbreviation(options)
     _apply_local_workers(options)
     use_anonymous_gcs_for_emulator()
     if options.view_as(MimamoOptions).watch:
