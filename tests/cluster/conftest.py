@@ -5,6 +5,7 @@ pool beside each TaskManager / Spark worker (``cluster.local``); every process t
 end of the session, also when a test fails.
 """
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
@@ -24,6 +25,7 @@ from tests.pipeline.test_cloud_storage import upload
 from tests.pipeline.test_pipeline import KEY_COLUMNS, pipeline_flags, read_sorted
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
+COPIES = ("copy_a.mp4", "copy_b.mp4")
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +49,16 @@ def direct_rows(clip_folder, synthetic_weights, tmp_path_factory) -> Dict[str, p
     run(pipeline_flags(clip_folder, synthetic_weights, output))
     return {"frames": read_sorted(output / "frames", KEY_COLUMNS),
             "videos": read_sorted(output / "videos", ["video_uri"])}
+
+
+@pytest.fixture(scope="session")
+def copies_folder(clip_folder, tmp_path_factory) -> Path:
+    """Two byte-for-byte copies of the one-face clip: with them four videos take long, so that each of two
+    workers gets at least one of them whatever way the runner spreads the five inputs plus these two."""
+    folder = tmp_path_factory.mktemp("copies")
+    for name in COPIES:
+        shutil.copyfile(clip_folder / "one_face.mp4", folder / name)
+    return folder
 
 
 @dataclass

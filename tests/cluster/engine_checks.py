@@ -6,6 +6,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 
 from beam_pipeline.run import run
@@ -17,24 +19,43 @@ GOOD_CLIPS = ("one_face.mp4", "two_faces.mp4", "no_face.mp4")  # the clips that 
 ALL_CLIPS = GOOD_CLIPS + ("corrupt.mp4", "empty.mp4")
 
 
-def assert_rows_match(expected: Dict[str, pa.Table], output: Path) -> None:
-    """Frames and videos tables under ``output`` equal ``expected`` (floats within ``ATOL``)."""
+def _assert_same(want: pa.Table, got: pa.Table, what: str, skip=()) -> None:
+    assert got.num_rows == want.num_rows, what
+    assert got.column_names == want.column_names, what
+    for column in want.column_names:
+        if column in skip:
+            continue
+        if pa.types.is_floating(want.schema.field(column).type):
+            np.testing.assert_allclose(got[column].to_numpy(zero_copy_only=False),
+                                       want[column].to_numpy(zero_copy_only=False), rtol=0, atol=ATOL,
+                                       err_msg=f"{what}.{column}")
+        else:
+            assert got[column].equals(want[column]), f"{what}.{column}"
+
+
+def _rows_of(table: pa.Table, uris) -> pa.Table:
+    return table.filter(pc.is_in(table["video_uri"], value_set=pa.array(sorted(uris))))
+
+
+def assert_rows_match(expected: Dict[str, pa.Table], output: Path, copies: Dict[str, str] = None) -> None:
+    """Frames and videos tables under ``output`` equal ``expected`` (floats within ``ATOL``).
+
+    ``copies`` maps the URI of each extra input to the URI of the clip it is a copy of: its rows must be that
+    clip's rows (all but the URI and video id).
+    """
+    copies = copies or {}
     actual = {"frames": read_sorted(output / "frames", KEY_COLUMNS), "videos": read_sorted(output / "videos",
                                                                                            ["video_uri"])}
     for table in ("frames", "videos"):
-        want, got = expected[table], actual[table]
-        assert got.num_rows == want.num_rows, table
-        assert got.column_names == want.column_names, table
-        for column in want.column_names:
-            if pa.types.is_floating(want.schema.field(column).type):
-                np.testing.assert_allclose(got[column].to_numpy(zero_copy_only=False),
-                                           want[column].to_numpy(zero_copy_only=False), rtol=0, atol=ATOL,
-                                           err_msg=f"{table}.{column}")
-            else:
-                assert got[column].equals(want[column]), f"{table}.{column}"
+        originals = set(expected[table]["video_uri"].to_pylist())
+        _assert_same(expected[table], _rows_of(actual[table], originals), table)
+        for copy, original in copies.items():
+            _assert_same(_rows_of(expected[table], {original}), _rows_of(actual[table], {copy}),
+                         f"{table} of {copy}", skip=("video_uri", "video_id"))
     status = {Path(row["video_uri"]).name: row["status"] for row in actual["videos"].to_pylist()}
-    assert status == {"one_face.mp4": "ok", "two_faces.mp4": "ok", "no_face.mp4": "no_face",
-                      "corrupt.mp4": "failed", "empty.mp4": "failed"}
+    assert status == dict({"one_face.mp4": "ok", "two_faces.mp4": "ok", "no_face.mp4": "no_face",
+                           "corrupt.mp4": "failed", "empty.mp4": "failed"},
+                          **{Path(copy).name: "ok" for copy in copies})
 
 
 def counters(result) -> Dict[str, int]:
@@ -47,16 +68,20 @@ def counters(result) -> Dict[str, int]:
     return totals
 
 
-def assert_counters(result, frames: pa.Table) -> None:
-    """The counters agree with what the tables hold."""
+def assert_counters(result, output: Path, copies: int = 0) -> None:
+    """The counters agree with what the tables under ``output`` hold (``copies``: extra ok videos)."""
     totals = counters(result)
-    assert totals["videos_ok"] == 2 and totals["videos_no_face"] == 1 and totals["videos_failed"] == 2, totals
-    assert totals["frame_rows"] == frames.num_rows, totals
+    assert totals["videos_ok"] == 2 + copies and totals["videos_no_face"] == 1 and totals["videos_failed"] == 2, \
+        totals
+    assert totals["frame_rows"] == pq.read_table(output / "frames").num_rows, totals
 
 
-def assert_parallel_on_two_workers(videos: List[dict]) -> Tuple[dict, dict]:
-    """Two videos ran at the same time in SDK processes of two different worker pools; returns that pair."""
-    assert {Path(record["uri"]).name for record in videos} == set(ALL_CLIPS)
+def assert_parallel_on_two_workers(videos: List[dict], names) -> Tuple[dict, dict]:
+    """Two videos ran at the same time in SDK processes of two different worker pools; returns that pair.
+
+    ``names``: the file names of every input video (each must have been processed exactly once).
+    """
+    assert sorted(Path(record["uri"]).name for record in videos) == sorted(names)
     assert {record["pool"] for record in videos} == {"pool-0", "pool-1"}, videos
     for first, second in itertools.combinations(videos, 2):
         if first["pool"] != second["pool"] and first["start"] < second["end"] and second["start"] < first["end"]:
