@@ -1,10 +1,10 @@
 # Worker container for Dataflow (--sdk_container_image) and portable runners (Flink, Spark: DOCKER environment,
 # or `docker run IMAGE --worker_pool` as an EXTERNAL worker pool). The base image is Beam's own SDK container,
-# same Beam and Python versions as the launcher (apache-beam 2.77.0, Python 3.11), so its boot entrypoint stays.
+# same Beam and Python versions as the launcher (apache-beam 2.62.0, Python 3.11), so its boot entrypoint stays.
 #
 #   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/mimamo-worker:0.1.0 .
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t ...:0.1.0-gpu .
-ARG BEAM_VERSION=2.77.0
+ARG BEAM_VERSION=2.62.0
 ARG PYTHON_VERSION=3.11
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
 

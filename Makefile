@@ -1,10 +1,10 @@
-# Two entry points: `make test` and `make demo`. Both build .venv/ in the checkout when it is missing.
+# Entry points: `make test`, `make demo` and `make cluster-demo`. All build .venv/ in the checkout when it is missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo cluster-demo cluster-files bench clean
 
 $(STAMP): setup.py requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,20 @@ $(STAMP): setup.py requirements.txt
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -q tests
+# Flink and Spark (from PyPI) and Beam's job servers (built by Maven), cached in $$MIMAMO_CLUSTER_CACHE or
+# ~/.cache/mimamo-cluster; a no-op once there (every jar's SHA-256 is checked each time).
+cluster-files: $(STAMP)
+	$(PY) -m cluster.prepare
+
+test: cluster-files
+	$(PY) -m pytest -q --durations=15 tests
 
 demo: $(STAMP)
 	$(PY) -m beam_pipeline.demo
+
+# A local Flink cluster (a JobManager, two TaskManagers) runs the sample clip, then stops.
+cluster-demo: $(STAMP)
+	$(PY) -m cluster.demo
 
 bench: $(STAMP)
 	$(PY) bench/bench_model.py

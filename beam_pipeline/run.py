@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
 from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
@@ -84,6 +84,15 @@ def _apply_local_workers(options: PipelineOptions) -> None:
         direct.direct_running_mode = "multi_processing"
 
 
+def _undo_output_abbreviation(options: PipelineOptions) -> None:
+    """Beam 2.62's option parser accepts abbreviated flags, so ``--output DIR`` also sets ``PortableOptions``'
+    ``--output_executable_path`` to DIR, and a Flink or Spark job server then only writes a jar to DIR instead of
+    running the job. That option is dropped when it is just ``--output`` again."""
+    portable = options.view_as(PortableOptions)
+    if portable.output_executable_path and portable.output_executable_path == options.view_as(MimamoOptions).output:
+        portable.output_executable_path = None
+
+
 def make_local_runner(options: PipelineOptions) -> Optional[fn_runner.FnApiRunner]:
     """The runner of a local run: for the DirectRunner (or none given), Beam's Python FnApiRunner, else None.
 
@@ -122,6 +131,7 @@ def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipe
         batches'); with ``--watch``, the ``WatchReport``.
     """
     configure_logging(options.view_as(MimamoOptions))
+    _undo_output_abbreviation(options)
     _apply_local_workers(options)
     use_anonymous_gcs_for_emulator()
     if options.view_as(MimamoOptions).watch:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_pipeline.run import run
+from mimamo_ops.backbone import COMPILED_CACHE_ENV
 from tests import clips
 from tests.unprivileged import run_without_permission_override
 
@@ -146,7 +147,9 @@ def robustness_run(tmp_path_factory, synthetic_weights):
     output = base / "out"
     before = snapshot(base, skip=output)
     env = {"PATH": os.environ["PATH"], "HOME": str(base / "home"), "TMPDIR": str(base / "tmp"),
-           "MIMAMO_CACHE_DIR": str(base / "home" / "cache"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+           "MIMAMO_CACHE_DIR": str(base / "home" / "cache"), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+           # the session's converted backbones (tests/conftest.py): a cache, reused rather than rebuilt here
+           COMPILED_CACHE_ENV: os.environ[COMPILED_CACHE_ENV]}
     command = [sys.executable, "-m", "beam_pipeline.cli", "run", str(base / "corpus"), str(listing),
                "--output", str(output), "--checkpoint", str(checkpoint), "--backbone", str(backbone), *FLAGS]
     done = run_without_permission_override(command, env, base / "cwd", timeout_s=1200)

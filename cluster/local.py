@@ -1,0 +1,323 @@
+"""Flink and Spark standalone clusters on 127.0.0.1, each daemon a separate process, all stopped afterwards.
+
+``flink_cluster`` starts a JobManager and N TaskManagers (one slot each); ``spark_cluster`` a master and N
+workers (one core each). With ``worker_pools=True`` each TaskManager / Spark worker also gets its own Beam
+EXTERNAL worker pool (``cluster.worker_pool``), reachable from that TaskManager only, under one name: the
+pipeline says ``--environment_type=EXTERNAL --environment_config=beam-worker-pool:PORT`` and each JVM resolves
+``beam-worker-pool`` through its own hosts file (``-Djdk.net.hosts.file``) to its own loopback address, as a
+Kubernetes TaskManager pod reaches its sidecar at ``localhost:50000``.
+
+Every process is started in a new session (its own process group); leaving the ``with`` block, also on an
+error, terminates each group, kills what is left after a grace period and checks that nothing survived.
+"""
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional
+
+import yaml
+
+__all__ = ["ProcessGroups", "FlinkCluster", "SparkCluster", "flink_cluster", "spark_cluster", "free_port",
+           "WORKER_POOL_NAME", "SPARK_DRIVER_JAVA_OPTIONS"]
+
+WORKER_POOL_NAME = "beam-worker-pool"
+START_TIMEOUT_S = 180
+STOP_GRACE_S = 20
+_POOL_ADDRESS = "127.0.0.{}"  # pool i listens on 127.0.0.(11 + i)
+# What Spark's own launcher adds for Java 17 (org.apache.spark.launcher.JavaModuleOptions); the job server is
+# the Spark driver but is started as `java -jar`, so these go on its command line (--job_server_jvm_property).
+SPARK_DRIVER_JAVA_OPTIONS = ["-XX:+IgnoreUnrecognizedVMOptions"] + [
+    f"--add-opens=java.base/{package}=ALL-UNNAMED"
+    for package in ("java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio",
+                    "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "sun.nio.ch", "sun.nio.cs",
+                    "sun.security.action", "sun.util.calendar")
+] + ["--add-opens=java.security.jgss/sun.security.krb5=ALL-UNNAMED", "-Djdk.reflect.useDirectMethodHandle=false"]
+PoolEnv = Callable[[int], Mapping[str, str]]  # pool index -> extra environment of that pool
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+class ProcessGroups:
+    """Processes started in their own process groups, stopped together (``stop``), each group entirely."""
+
+    def __init__(self, log_dir: Path):
+        self._log_dir = log_dir
+        self._processes: List[subprocess.Popen] = []
+
+    def start(self, name: str, command: List[str], env: Mapping[str, str]) -> subprocess.Popen:
+        """Starts ``command`` (an argument list) with output to ``<log_dir>/<name>.log``."""
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self._log_dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(command, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        process.mimamo_name = name
+        self._processes.append(process)
+        return process
+
+    def check_running(self) -> None:
+        """Raises ``RuntimeError`` naming a process that has exited."""
+        for process in self._processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.mimamo_name} exited with {process.returncode}; see "
+                                   f"{self._log_dir / process.mimamo_name}.log")
+
+    def stop(self) -> None:
+        """SIGTERM to every group, SIGKILL to what is left after ``STOP_GRACE_S``; checks every group is gone.
+
+        Raises:
+            RuntimeError: a process group still has members after SIGKILL.
+        """
+        for process in reversed(self._processes):
+            _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in self._processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        while time.monotonic() < deadline and any(_group_alive(p.pid) for p in self._processes):
+            time.sleep(0.2)
+        for process in self._processes:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        time.sleep(0.2)
+        survivors = [p.mimamo_name for p in self._processes if _group_alive(p.pid)]
+        self._processes.clear()
+        if survivors:
+            raise RuntimeError(f"processes of {survivors} survived SIGKILL")
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any process (not a zombie) is in process group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def _hosts_file(path: Path, pool_address: str) -> Path:
+    """A JVM hosts file: this machine's names on 127.0.0.1 and ``WORKER_POOL_NAME`` on ``pool_address``."""
+    path.write_text(f"127.0.0.1 localhost {socket.gethostname()}\n{pool_address} {WORKER_POOL_NAME}\n")
+    return path
+
+
+def _wait(what: str, ready, groups: ProcessGroups, timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        groups.check_running()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:  # a 127.0.0.1 URL the cluster serves
+        return json.load(response)
+
+
+def _start_worker_pools(groups: ProcessGroups, count: int, port: int, pool_env: Optional[PoolEnv]) -> List[str]:
+    """``count`` worker pools on 127.0.0.11.. at ``port``; returns their addresses."""
+    addresses = []
+    for index in range(count):
+        host = _POOL_ADDRESS.format(11 + index)
+        env = _pool_environment(pool_env(index) if pool_env else None)
+        env["MIMAMO_WORKER_POOL"] = f"pool-{index}"
+        groups.start(f"worker-pool-{index}", [sys.executable, "-m", "cluster.worker_pool", "--host", host,
+                                              "--port", str(port)], env)
+        addresses.append(host)
+    for host in addresses:
+        _wait(f"the worker pool on {host}:{port}", lambda host=host: _listening(host, port), groups)
+    return addresses
+
+
+def _pool_environment(env: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    """The pools' environment: ``env`` over this one, with this interpreter first on PATH (for ``python -c``)."""
+    merged = dict(os.environ, **(env or {}))
+    merged["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), merged.get("PATH", "")])
+    checkout = str(Path(__file__).resolve().parent.parent)
+    merged["PYTHONPATH"] = os.pathsep.join(filter(None, [checkout, merged.get("PYTHONPATH")]))
+    return merged
+
+
+@dataclass
+class FlinkCluster:
+    """A running Flink cluster: ``flink_master`` (host:port of the REST endpoint) and where its logs are."""
+
+    flink_master: str
+    rest_url: str
+    log_dir: Path
+    task_managers: int
+    worker_pool_port: Optional[int] = None
+    worker_pool_hosts: List[str] = field(default_factory=list)
+
+    @property
+    def environment_config(self) -> str:
+        """The ``--environment_config`` of the EXTERNAL worker pools (one per TaskManager)."""
+        return f"{WORKER_POOL_NAME}:{self.worker_pool_port}"
+
+    def overview(self) -> dict:
+        """The REST ``/overview`` (``taskmanagers``, ``slots-total``, ``jobs-finished``...)."""
+        return _get_json(f"{self.rest_url}/overview")
+
+
+def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: str, resource_id: str) -> dict:
+    shipped = yaml.safe_load((flink_home / "conf" / "config.yaml").read_text())
+    return {
+        "env.java.opts.all": f"{shipped['env']['java']['opts']['all']} {java_opts}".strip(),
+        "jobmanager.rpc.address": "127.0.0.1", "jobmanager.rpc.port": rpc_port,
+        "jobmanager.bind-host": "127.0.0.1", "jobmanager.memory.process.size": "1024m",
+        "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1", "rest.port": rest_port,
+        "taskmanager.bind-host": "127.0.0.1", "taskmanager.host": "127.0.0.1",
+        "taskmanager.numberOfTaskSlots": 1, "taskmanager.memory.process.size": "1536m",
+        # a Beam batch job runs all its stages in the one slot at once: network buffers for each of them
+        # (Flink's default 10% gave 2662 buffers, too few); Beam does not use Flink's managed memory
+        "taskmanager.memory.network.min": "320m", "taskmanager.memory.network.max": "320m",
+        "taskmanager.memory.managed.fraction": 0.05,
+        "taskmanager.resource-id": resource_id, "parallelism.default": 1,
+        "blob.server.port": "0", "taskmanager.rpc.port": "0", "taskmanager.data.port": 0,
+    }
+
+
+def _flink_conf_dir(flink_home: Path, directory: Path, config: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("log4j-console.properties", "logback-console.xml"):
+        shutil.copy(flink_home / "conf" / name, directory / name)
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    return directory
+
+
+@contextlib.contextmanager
+def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worker_pools: bool = False,
+                  pool_env: Optional[PoolEnv] = None) -> Iterator[FlinkCluster]:
+    """A Flink standalone session cluster on 127.0.0.1, stopped (every process) when the block ends.
+
+    Args:
+        flink_home: a Flink distribution (``cluster.prepare``).
+        workdir: where its configuration and logs go.
+        task_managers: how many TaskManagers (one slot each).
+        worker_pools: also start one EXTERNAL worker pool per TaskManager.
+        pool_env: pool index -> extra environment of that worker pool (and so of its SDK worker processes).
+    """
+    groups = ProcessGroups(workdir / "log")
+    rest_port, rpc_port = free_port(), free_port()
+    env = dict(os.environ, FLINK_HOME=str(flink_home), FLINK_LOG_DIR=str(workdir / "log"))
+    try:
+        pool_port = free_port() if worker_pools else None
+        hosts = _start_worker_pools(groups, task_managers, pool_port, pool_env) \
+            if worker_pools else []
+        jm_conf = _flink_conf_dir(flink_home, workdir / "conf-jobmanager",
+                                  _flink_config(flink_home, rest_port, rpc_port, "", "jobmanager"))
+        groups.start("jobmanager", [str(flink_home / "bin" / "jobmanager.sh"), "start-foreground"],
+                     dict(env, FLINK_CONF_DIR=str(jm_conf)))
+        for index in range(task_managers):
+            java_opts = ""
+            if worker_pools:
+                hosts_file = _hosts_file(workdir / f"hosts-taskmanager-{index}", hosts[index])
+                java_opts = f"-Djdk.net.hosts.file={hosts_file}"
+            conf = _flink_conf_dir(flink_home, workdir / f"conf-taskmanager-{index}",
+                                   _flink_config(flink_home, rest_port, rpc_port, java_opts, f"taskmanager-{index}"))
+            groups.start(f"taskmanager-{index}", [str(flink_home / "bin" / "taskmanager.sh"), "start-foreground"],
+                         dict(env, FLINK_CONF_DIR=str(conf)))
+        cluster = FlinkCluster(f"127.0.0.1:{rest_port}", f"http://127.0.0.1:{rest_port}", workdir / "log",
+                               task_managers, pool_port, hosts)
+
+        def ready() -> bool:
+            with contextlib.suppress(OSError, ValueError):
+                overview = cluster.overview()
+                return overview["taskmanagers"] == task_managers and overview["slots-total"] == task_managers
+            return False
+
+        _wait("the Flink cluster", ready, groups)
+        yield cluster
+    finally:
+        groups.stop()
+
+
+@dataclass
+class SparkCluster:
+    """A running Spark standalone cluster: ``master_url`` (spark://...), its web UI and its logs."""
+
+    master_url: str
+    web_url: str
+    rest_url: str
+    log_dir: Path
+    workers: int
+    worker_pool_port: Optional[int] = None
+    worker_pool_hosts: List[str] = field(default_factory=list)
+
+    @property
+    def environment_config(self) -> str:
+        """The ``--environment_config`` of the EXTERNAL worker pools (one per worker)."""
+        return f"{WORKER_POOL_NAME}:{self.worker_pool_port}"
+
+    def state(self) -> dict:
+        """The master's ``/json`` (``aliveworkers``, ``completedapps``...)."""
+        return _get_json(f"{self.web_url}/json")
+
+
+@contextlib.contextmanager
+def spark_cluster(spark_home: Path, workdir: Path, workers: int = 2, worker_pools: bool = False,
+                  pool_env: Optional[PoolEnv] = None) -> Iterator[SparkCluster]:
+    """A Spark standalone master and ``workers`` workers (one core, 2 GiB each) on 127.0.0.1, stopped after.
+
+    Arguments as ``flink_cluster``. Each worker's executors inherit its ``JDK_JAVA_OPTIONS`` (its hosts file).
+    """
+    groups = ProcessGroups(workdir / "log")
+    port, web_port, rest_port = free_port(), free_port(), free_port()
+    env = dict(os.environ, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1",
+               SPARK_LOG_DIR=str(workdir / "log"), SPARK_NO_DAEMONIZE="1")
+    spark_class = str(spark_home / "bin" / "spark-class")
+    try:
+        pool_port = free_port() if worker_pools else None
+        hosts = _start_worker_pools(groups, workers, pool_port, pool_env) if worker_pools else []
+        groups.start("spark-master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                      "--port", str(port), "--webui-port", str(web_port)],
+                     dict(env, SPARK_MASTER_OPTS=f"-Dspark.master.rest.enabled=true "
+                                                 f"-Dspark.master.rest.port={rest_port}"))
+        master_url = f"spark://127.0.0.1:{port}"
+        cluster = SparkCluster(master_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{rest_port}",
+                               workdir / "log", workers, pool_port, hosts)
+        _wait("the Spark master", lambda: _listening("127.0.0.1", port), groups)
+        for index in range(workers):
+            worker_env = dict(env, SPARK_WORKER_DIR=str(workdir / f"worker-{index}"))
+            if worker_pools:
+                hosts_file = _hosts_file(workdir / f"hosts-worker-{index}", hosts[index])
+                worker_env["JDK_JAVA_OPTIONS"] = f"-Djdk.net.hosts.file={hosts_file}"
+            groups.start(f"spark-worker-{index}", [spark_class, "org.apache.spark.deploy.worker.Worker",
+                                                   "--host", "127.0.0.1", "--cores", "1", "--memory", "2g",
+                                                   "--webui-port", str(free_port()), master_url], worker_env)
+
+        def ready() -> bool:
+            with contextlib.suppress(OSError, ValueError):
+                return cluster.state()["aliveworkers"] == workers
+            return False
+
+        _wait("the Spark cluster", ready, groups)
+        yield cluster
+    finally:
+        groups.stop()

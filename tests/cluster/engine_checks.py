@@ -1,0 +1,104 @@
+"""Checks shared by the Flink and Spark tests: same rows as the DirectRunner, parallel videos, one fetch each."""
+import itertools
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.metrics.metric import MetricsFilter
+
+from beam_pipeline.run import run
+from beam_pipeline.transforms import METRICS_NAMESPACE
+from tests.pipeline.test_pipeline import KEY_COLUMNS, read_sorted
+
+ATOL = 1e-5
+GOOD_CLIPS = ("one_face.mp4", "two_faces.mp4", "no_face.mp4")  # the clips that are decoded to the end
+ALL_CLIPS = GOOD_CLIPS + ("corrupt.mp4", "empty.mp4")
+
+
+def _assert_same(want: pa.Table, got: pa.Table, what: str, skip=()) -> None:
+    assert got.num_rows == want.num_rows, what
+    assert got.column_names == want.column_names, what
+    for column in want.column_names:
+        if column in skip:
+            continue
+        if pa.types.is_floating(want.schema.field(column).type):
+            np.testing.assert_allclose(got[column].to_numpy(zero_copy_only=False),
+                                       want[column].to_numpy(zero_copy_only=False), rtol=0, atol=ATOL,
+                                       err_msg=f"{what}.{column}")
+        else:
+            assert got[column].equals(want[column]), f"{what}.{column}"
+
+
+def _rows_of(table: pa.Table, uris) -> pa.Table:
+    return table.filter(pc.is_in(table["video_uri"], value_set=pa.array(sorted(uris))))
+
+
+def assert_rows_match(expected: Dict[str, pa.Table], output: Path, copies: Dict[str, str] = None) -> None:
+    """Frames and videos tables under ``output`` equal ``expected`` (floats within ``ATOL``).
+
+    ``copies`` maps the URI of each extra input to the URI of the clip it is a copy of: its rows must be that
+    clip's rows (all but the URI and video id).
+    """
+    copies = copies or {}
+    actual = {"frames": read_sorted(output / "frames", KEY_COLUMNS), "videos": read_sorted(output / "videos",
+                                                                                           ["video_uri"])}
+    for table in ("frames", "videos"):
+        originals = set(expected[table]["video_uri"].to_pylist())
+        _assert_same(expected[table], _rows_of(actual[table], originals), table)
+        for copy, original in copies.items():
+            _assert_same(_rows_of(expected[table], {original}), _rows_of(actual[table], {copy}),
+                         f"{table} of {copy}", skip=("video_uri", "video_id"))
+    status = {Path(row["video_uri"]).name: row["status"] for row in actual["videos"].to_pylist()}
+    assert status == dict({"one_face.mp4": "ok", "two_faces.mp4": "ok", "no_face.mp4": "no_face",
+                           "corrupt.mp4": "failed", "empty.mp4": "failed"},
+                          **{Path(copy).name: "ok" for copy in copies})
+
+
+def counters(result) -> Dict[str, int]:
+    """The pipeline's ``mimamo`` counters as the runner reports them (committed, else attempted)."""
+    found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    totals: Dict[str, int] = {}
+    for counter in found:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + value
+    return totals
+
+
+def assert_counters(result, output: Path, copies: int = 0) -> None:
+    """The counters agree with what the tables under ``output`` hold (``copies``: extra ok videos)."""
+    totals = counters(result)
+    assert totals["videos_ok"] == 2 + copies and totals["videos_no_face"] == 1 and totals["videos_failed"] == 2, \
+        totals
+    assert totals["frame_rows"] == pq.read_table(output / "frames").num_rows, totals
+
+
+def assert_parallel_on_two_workers(videos: List[dict], names) -> Tuple[dict, dict]:
+    """Two videos ran at the same time in SDK processes of two different worker pools; returns that pair.
+
+    ``names``: the file names of every input video (each must have been processed exactly once).
+    """
+    assert sorted(Path(record["uri"]).name for record in videos) == sorted(names)
+    assert {record["pool"] for record in videos} == {"pool-0", "pool-1"}, videos
+    for first, second in itertools.combinations(videos, 2):
+        if first["pool"] != second["pool"] and first["start"] < second["end"] and second["start"] < first["end"]:
+            return first, second
+    raise AssertionError(f"no two videos overlapped in time on different workers: {videos}")
+
+
+def assert_weights_fetched_once_per_process(records: List[dict], weight_uris: Tuple[str, str]) -> None:
+    """Each SDK process that predicted fetched each weights file exactly once (and nothing else)."""
+    predicting = {record["pid"] for record in records if record["event"] == "video"}
+    fetches = [(record["pid"], record["uri"]) for record in records if record["event"] == "fetch"]
+    assert sorted(fetches) == sorted((pid, uri) for pid in predicting for uri in weight_uris), fetches
+
+
+def run_and_time(what: str, flags: List[str]):
+    """Runs the pipeline with ``flags``, prints its wall time (for the CI log) and returns its result."""
+    started = time.monotonic()
+    result = run(flags)
+    print(f"{what}: pipeline wall time {time.monotonic() - started:.1f} s")
+    return result

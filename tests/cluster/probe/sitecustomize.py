@@ -1,0 +1,44 @@
+"""Test probe for cluster runs, loaded by every Python process started with this folder on ``PYTHONPATH``.
+
+When ``$MIMAMO_PROBE_DIR`` is set, it wraps two functions of the real pipeline code so that each process
+appends JSON lines to ``$MIMAMO_PROBE_DIR/<pid>.jsonl``:
+
+* ``{"event": "video", "uri", "start", "end"}``: one ``PredictVideoDoFn.process`` call (wall-clock seconds);
+* ``{"event": "fetch", "uri"}``: one download of a remote weights file (``remote_files._fetch_into_cache``).
+
+Every line also carries ``pid`` and ``pool`` (``$MIMAMO_WORKER_POOL``: which TaskManager's worker pool started
+the process). The pipeline's behaviour is unchanged; the probe only observes it.
+"""
+import json
+import os
+import time
+
+
+def _record(event: dict) -> None:
+    event.update(pid=os.getpid(), pool=os.environ.get("MIMAMO_WORKER_POOL"))
+    path = os.path.join(os.environ["MIMAMO_PROBE_DIR"], f"{os.getpid()}.jsonl")
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(event) + "\n")
+
+
+def _install() -> None:
+    from beam_pipeline import remote_files, transforms  # pylint: disable=import-outside-toplevel
+
+    process = transforms.PredictVideoDoFn.process
+    fetch = remote_files._fetch_into_cache  # pylint: disable=protected-access
+
+    def probed_process(self, uri):
+        start = time.time()
+        yield from process(self, uri)
+        _record({"event": "video", "uri": uri, "start": start, "end": time.time()})
+
+    def probed_fetch(uri, *args, **kwargs):
+        _record({"event": "fetch", "uri": uri})
+        return fetch(uri, *args, **kwargs)
+
+    transforms.PredictVideoDoFn.process = probed_process
+    remote_files._fetch_into_cache = probed_fetch  # pylint: disable=protected-access
+
+
+if os.environ.get("MIMAMO_PROBE_DIR") and os.environ.get("MIMAMO_WORKER_POOL"):
+    _install()
