@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.inputs import DEFAULT_VIDEO_EXTENSIONS
+from mimamo_ops.faces.records import FACE_BACKENDS
 
 __all__ = ["MimamoOptions", "validate_options", "options_as_json"]
 
@@ -114,7 +115,12 @@ class MimamoOptions(PipelineOptions):
         face_group = parser.add_argument_group("faces")
         face_group.add_argument(
             "--openface_path", default=None,
-            help="Directory of the OpenFace 2.x binaries. Default: the built-in dlib face stage.",
+            help="Directory of the OpenFace 2.x binaries. Default: the built-in face stage (--face_backend).",
+        )
+        face_group.add_argument(
+            "--face_backend", choices=FACE_BACKENDS, default=FACE_BACKENDS[0],
+            help="Built-in face stage: mtcnn (default; MTCNN detector, finds turned, small and dim faces) or dlib "
+            "(dlib's HOG detector, frontal faces only). Both fit dlib's 68 landmarks and align as OpenFace.",
         )
         face_group.add_argument(
             "--multi_face", action="store_true", default=False,

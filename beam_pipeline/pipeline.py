@@ -50,6 +50,8 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
         precision=options.precision,
     )
     face_config = FaceConfig(
+        backend=options.face_backend,
+        device=options.device,
         multi_face=options.multi_face,
         face_size=options.face_size,
         mask=options.mask,

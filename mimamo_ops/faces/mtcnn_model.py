@@ -251,8 +251,13 @@ class MtcnnDetector:
         self._onet = _ONet(read_weight_list(folder / "onet.lz4")).to(self.device).eval()
         self._worker = None
         if self.device.type == "cpu":
+            threads = torch.get_num_threads()
             self._worker = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="mtcnn", initializer=torch.set_num_threads, initargs=(1,))
+            self._worker.submit(int).result()  # the initializer has run
+            # torch.set_num_threads also sets MKL's process-wide count; give the rest of the process its own back
+            # (the backbone's results must not depend on whether a face stage was built).
+            torch.set_num_threads(threads)
         logger.debug("loaded MTCNN from %s on %s", folder, self.device)
 
     def _call(self, function, *args):

@@ -138,9 +138,9 @@ class MtcnnFitter(FaceFitter):
         calibration = _UNIT_BOX
         matrix, patch, hog_box, _, _ = self._check(frame.gray, landmarks, _UNIT_BOX)
         if hog_box is not None:
-            inverse = cv2.invertAffineTransform(matrix)
-            landmarks = transform_points(inverse, self._model.predict(patch, hog_box)).astype(np.float32)
-            calibration = self.calibration(_frame_box(inverse, hog_box), landmarks)
+            frame_box = _frame_box(cv2.invertAffineTransform(matrix), hog_box)
+            landmarks = self._model.predict(frame.gray, frame_box)
+            calibration = self.calibration(frame_box, landmarks)
         return landmarks, self._check_face(frame, landmarks)[0], calibration
 
     def fit_tracked(self, frame: ColourFrame, previous: np.ndarray, calibration: np.ndarray,

@@ -96,24 +96,28 @@ class FaceRecord:
         frame_index: 0-based index of the decoded video frame (OpenFace's 1-based ``frame`` minus 1).
         timestamp_s: presentation time of the frame in seconds.
         face_id: 0-based person id within the video: the same person keeps it across shot cuts and absences.
-        track_id: 0-based id of the continuous segment (track) this face belongs to; a shot cut or a lost face
-            ends a track.
         confidence: certainty that this is a well-fitted face, in [0, 1] (OpenFace's ``confidence`` column, or
             the built-in stage's quality check: MTCNN's O-Net face probability, or dlib's HOG score mapped by
             a logistic).
         box: (x0, y0, x1, y1) bounding box of the 68 landmarks, pixels in the upright frame.
         landmarks: float32 (68, 2) iBUG-68 points (x, y), pixels in the upright frame, origin top-left.
         aligned: uint8 (face_size, face_size, 3) RGB similarity-aligned crop (spec 2.6).
+        track_id: 0-based id of the continuous segment (track) this face belongs to; a shot cut or a lost face
+            ends a track. None (the default) means one track per face: ``face_id``.
     """
 
     frame_index: int
     timestamp_s: float
     face_id: int
-    track_id: int
     confidence: float
     box: Tuple[float, float, float, float]
     landmarks: np.ndarray
     aligned: np.ndarray
+    track_id: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.track_id is None:  # one track per face (the OpenFace stage)
+            object.__setattr__(self, "track_id", self.face_id)
 
 
 @dataclass(frozen=True)
