@@ -46,7 +46,8 @@ class FaceConfig:
         reid_max_distance: largest Euclidean distance between 128-d dlib face descriptors for a new track to
             take an earlier person's ``face_id`` (dlib's own same-person threshold is 0.6).
         cut_threshold: Bhattacharyya distance between consecutive frames' colour histograms above which a
-            shot cut is declared (``mimamo_ops.faces.shots``).
+            shot cut is declared; a third of it suffices when the frames' layouts also differ
+            (``mimamo_ops.faces.shots``).
         device: torch device for the MTCNN networks ("cpu", "cuda", "cuda:1").
     """
 
