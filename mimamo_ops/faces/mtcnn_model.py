@@ -19,6 +19,7 @@ threads per convolution ran them 3 to 30 times slower (``bench/bench_faces.py``)
 backend the setting applies to that thread only.
 """
 import concurrent.futures
+import ctypes
 import importlib.util
 import logging
 import pickle
@@ -228,6 +229,23 @@ def _refine(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return boxes + offsets * size
 
 
+def _use_one_thread_here() -> None:
+    """Limits the calling thread to one OpenMP and one MKL thread, leaving the other threads' settings alone.
+
+    ``torch.set_num_threads`` would also set MKL's process-wide count, which changes the rounding of the
+    backbone running in other threads; the thread-local OpenMP and MKL calls that PyTorch's CPU library exports
+    are used instead, and ``torch.set_num_threads`` only when a build lacks them.
+    """
+    try:
+        library = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        omp_set_num_threads, mkl_set_num_threads_local = library.omp_set_num_threads, library.MKL_Set_Num_Threads_Local
+    except (OSError, AttributeError):
+        torch.set_num_threads(1)
+        return
+    omp_set_num_threads(1)
+    mkl_set_num_threads_local(1)
+
+
 class MtcnnDetector:
     """The three MTCNN networks, loaded once (about 0.1 s, 2 MB), on one device.
 
@@ -251,13 +269,8 @@ class MtcnnDetector:
         self._onet = _ONet(read_weight_list(folder / "onet.lz4")).to(self.device).eval()
         self._worker = None
         if self.device.type == "cpu":
-            threads = torch.get_num_threads()
             self._worker = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="mtcnn", initializer=torch.set_num_threads, initargs=(1,))
-            self._worker.submit(int).result()  # the initializer has run
-            # torch.set_num_threads also sets MKL's process-wide count; give the rest of the process its own back
-            # (the backbone's results must not depend on whether a face stage was built).
-            torch.set_num_threads(threads)
+                1, thread_name_prefix="mtcnn", initializer=_use_one_thread_here)
         logger.debug("loaded MTCNN from %s on %s", folder, self.device)
 
     def _call(self, function, *args):
