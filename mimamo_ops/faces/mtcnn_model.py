@@ -65,7 +65,8 @@ def locate_mtcnn_weights() -> Path:
         folder = Path(location) / "assets" / "weights"
         if all((folder / name).is_file() for name in _WEIGHT_FILES):
             return folder
-    raise FaceStageError(f"mtcnn weights: {list(_WEIGHT_FILES)} not found under {list(spec.submodule_search_locations)}")
+    raise FaceStageError(
+        f"mtcnn weights: {list(_WEIGHT_FILES)} not found under {list(spec.submodule_search_locations)}")
 
 
 class _ArraysOnlyUnpickler(NumpyUnpickler):
@@ -238,7 +239,8 @@ def _use_one_thread_here() -> None:
     """
     try:
         library = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        omp_set_num_threads, mkl_set_num_threads_local = library.omp_set_num_threads, library.MKL_Set_Num_Threads_Local
+        omp_set_num_threads = library.omp_set_num_threads
+        mkl_set_num_threads_local = library.MKL_Set_Num_Threads_Local
     except (OSError, AttributeError):
         torch.set_num_threads(1)
         return
@@ -337,8 +339,9 @@ class MtcnnDetector:
         for k, (x0, y0, x1, y1) in enumerate(boxes):
             scale_x, scale_y = size / max(x1 - x0, 1e-6), size / max(y1 - y0, 1e-6)
             matrix = np.array([[scale_x, 0.0, -x0 * scale_x], [0.0, scale_y, -y0 * scale_y]])
-            crops[k] = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_AREA if scale_x < 1 else cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            flags = cv2.INTER_AREA if scale_x < 1 else cv2.INTER_LINEAR
+            crops[k] = cv2.warpAffine(rgb, matrix, (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                      borderValue=0)
         return crops
 
     @torch.no_grad()

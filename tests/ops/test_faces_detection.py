@@ -51,7 +51,8 @@ def test_default_stage_finds_nine_in_ten_faces_also_turned_small_and_dim(images,
     recall = mtcnn_score.recall(images)
     figures = (f"mtcnn recall {recall:.3f} (turned {mtcnn_score.recall(images, turned):.3f}, small/dim "
                f"{mtcnn_score.recall(images, small_or_dim):.3f}); hog recall {hog_score.recall(images):.3f} "
-               f"(turned {hog_score.recall(images, turned):.3f}, small/dim {hog_score.recall(images, small_or_dim):.3f})")
+               f"(turned {hog_score.recall(images, turned):.3f}, small/dim "
+               f"{hog_score.recall(images, small_or_dim):.3f})")
     assert recall >= 0.9, figures
     assert mtcnn_score.recall(images, turned) >= 0.9, figures
     assert mtcnn_score.recall(images, small_or_dim) >= 0.9, figures
