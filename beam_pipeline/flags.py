@@ -8,6 +8,7 @@ import argparse
 from typing import List
 
 from mimamo_ops.cpu_features import bf16_units
+from mimamo_ops.face_backends import FACE_BACKENDS
 from mimamo_ops.runtimes import RUNTIMES
 
 __all__ = ["DEFAULT_VIDEO_EXTENSIONS", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments"]
@@ -140,7 +141,12 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
     face_group = parser.add_argument_group("faces")
     face_group.add_argument(
         "--openface_path", default=None,
-        help="Directory of the OpenFace 2.x binaries. Default: the built-in dlib face stage.",
+        help="Directory of the OpenFace 2.x binaries. Default: the built-in face stage (--face_backend).",
+    )
+    face_group.add_argument(
+        "--face_backend", choices=FACE_BACKENDS, default=FACE_BACKENDS[0],
+        help="Built-in face stage: mtcnn (default; MTCNN detector, finds turned, small and dim faces) or dlib "
+        "(dlib's HOG detector, frontal faces only). Both fit dlib's 68 landmarks and align as OpenFace.",
     )
     face_group.add_argument(
         "--multi_face", action="store_true", default=False,

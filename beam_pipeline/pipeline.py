@@ -53,6 +53,8 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
         worker_processes=worker_processes_per_machine(options),
     )
     face_config = FaceConfig(
+        backend=options.face_backend,
+        device=options.device,
         multi_face=options.multi_face,
         face_size=options.face_size,
         mask=options.mask,

@@ -37,6 +37,7 @@ FRAMES_SCHEMA = pa.schema(
         pa.field("video_uri", pa.string(), nullable=False),
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("face_id", pa.int32(), nullable=False),
+        pa.field("track_id", pa.int32(), nullable=False),
         pa.field("frame_index", pa.int64(), nullable=False),
         pa.field("timestamp_s", pa.float64(), nullable=False),
         pa.field("valence", pa.float32(), nullable=False),
@@ -103,18 +104,20 @@ def build_frames_table(
     smoothed_valence_arousal: np.ndarray,
     boxes_px: np.ndarray,
     confidences: np.ndarray,
+    track_ids: np.ndarray,
 ) -> pa.Table:
-    """Builds the ``frames`` rows of one face track.
+    """Builds the ``frames`` rows of one face (one person; their rows may span several tracks).
 
     Args:
         video_uri: the video's URI as matched.
-        face_id: the track's face id.
+        face_id: the face's (person's) id.
         frame_indices: int64 (N,) 0-based video frame index of each row.
         timestamps_s: float64 (N,) presentation time of each frame, in seconds.
         valence_arousal: float32 (N, 2), columns (valence, arousal), raw network output.
         smoothed_valence_arousal: float32 (N, 2), the same after the moving average.
         boxes_px: float32 (N, 4) face boxes (x0, y0, x1, y1) in pixels of the decoded frame, origin top-left.
         confidences: float32 (N,) face detection confidence.
+        track_ids: int (N,) the track (continuous segment, ended by a shot cut or a lost face) of each row.
 
     Returns:
         A table with ``FRAMES_SCHEMA`` (without metadata).
@@ -125,6 +128,7 @@ def build_frames_table(
             pa.array([video_uri] * count, pa.string()),
             pa.array([compute_video_id(video_uri)] * count, pa.string()),
             pa.array(np.full(count, face_id, dtype=np.int32)),
+            pa.array(np.asarray(track_ids, dtype=np.int32)),
             pa.array(np.asarray(frame_indices, dtype=np.int64)),
             pa.array(np.asarray(timestamps_s, dtype=np.float64)),
             pa.array(np.ascontiguousarray(valence_arousal[:, 0], dtype=np.float32)),

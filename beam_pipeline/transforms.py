@@ -68,12 +68,14 @@ class FaceRows:
         boxes_px: float32 (n, 4) face boxes (x0, y0, x1, y1), pixels in the upright frame, origin top-left.
         confidences: float32 (n,) detection confidence in [0, 1].
         fps: the video's frame rate in frames per second (for the smoothing window).
+        track_ids: int32 (n,) track (continuous segment) of each face.
     """
 
     frame_indices: np.ndarray
     boxes_px: np.ndarray
     confidences: np.ndarray
     fps: float
+    track_ids: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -383,11 +385,13 @@ class _TrackState:
         self.frame_indices: List[int] = []
         self.boxes: List[Tuple[float, float, float, float]] = []
         self.confidences: List[float] = []
+        self.track_ids: List[int] = []
 
     def add_face_row(self, face) -> None:
         self.frame_indices.append(face.frame_index)
         self.boxes.append(tuple(face.box))
         self.confidences.append(face.confidence)
+        self.track_ids.append(face.track_id)
 
     def pop_face_rows(self, fps: float) -> FaceRows:
         rows = FaceRows(
@@ -395,8 +399,9 @@ class _TrackState:
             boxes_px=np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4),
             confidences=np.asarray(self.confidences, dtype=np.float32),
             fps=float(fps),
+            track_ids=np.asarray(self.track_ids, dtype=np.int32),
         )
-        self.frame_indices, self.boxes, self.confidences = [], [], []
+        self.frame_indices, self.boxes, self.confidences, self.track_ids = [], [], [], []
         return rows
 
 
@@ -429,10 +434,12 @@ class AssembleTrackDoFn(beam.DoFn):
             )
         boxes = np.concatenate([rows.boxes_px for rows in face_rows])[order]
         confidences = np.concatenate([rows.confidences for rows in face_rows])[order]
+        track_ids = np.concatenate([rows.track_ids for rows in face_rows])[order]
         window = smoothing_window_frames(self._smoothing_size_s, face_rows[0].fps)
         smoothed = smooth_moving_average(values, window)
         self._rows.inc(len(frame_indices))
-        yield build_frames_table(uri, face_id, frame_indices, timestamps_s, values, smoothed, boxes, confidences)
+        yield build_frames_table(uri, face_id, frame_indices, timestamps_s, values, smoothed, boxes, confidences,
+                                 track_ids)
         yield beam.pvalue.TaggedOutput(
             TRACK_STATS_TAG,
             (uri, TrackStats(face_id, len(values), float(values[:, 0].astype(np.float64).sum()),

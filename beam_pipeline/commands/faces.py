@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 from typing import List
 
-from mimamo_ops.faces import FaceConfig, make_face_extractor
+from mimamo_ops.faces import FACE_BACKENDS, FaceConfig, make_face_extractor
 from mimamo_ops.faces.output import write_faces
 
 LOGGER = logging.getLogger(__name__)
@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("video", metavar="VIDEO", help="input video file")
     parser.add_argument("--output", required=True, metavar="DIR", help="output directory (created if missing)")
     parser.add_argument("--multi-face", action="store_true", help="track every face (default: the largest one)")
+    parser.add_argument("--face-backend", choices=FACE_BACKENDS, default=FACE_BACKENDS[0],
+                        help="built-in face stage: mtcnn (default; turned, small and dim faces) or dlib (HOG, "
+                        "frontal faces)")
     parser.add_argument("--openface-path", metavar="P",
                         help="OpenFace binary directory (or executable) to use instead of the built-in dlib stage")
     parser.add_argument("--template", metavar="PDM",
@@ -32,13 +35,13 @@ def register(subparsers) -> None:
                         help="multi-face: run the full-frame detector every N frames to find new faces "
                         f"(default {FaceConfig.detect_every})")
     parser.add_argument("--upsample", type=int, default=FaceConfig.upsample,
-                        help="detector upsampling (0: faces of ~80 px and up; 1: ~40 px, 4x slower)")
+                        help="dlib backend: detector upsampling (0: faces of ~80 px and up; 1: ~40 px, 4x slower)")
     parser.set_defaults(handler=extract_faces)
 
 
 def extract_faces(args: argparse.Namespace, extra_args: List[str]) -> int:
     """Runs the face stage on one video and writes crops and CSV; returns the exit status (0)."""
-    config = FaceConfig(multi_face=args.multi_face, face_size=args.face_size, mask=args.mask,
+    config = FaceConfig(backend=args.face_backend, multi_face=args.multi_face, face_size=args.face_size, mask=args.mask,
                         openface_path=args.openface_path, template_path=args.template,
                         detect_every=args.detect_every, upsample=args.upsample)
     extractor = make_face_extractor(config)

@@ -123,10 +123,14 @@ class FaceFitter:
         refit = transform_points(cv2.invertAffineTransform(matrix), points).astype(np.float32)
         return refit, self._check(gray, refit, calibration)[3]
 
-    def fit_detected(self, gray: np.ndarray, box: np.ndarray) -> Tuple[np.ndarray, Optional[float]]:
-        """Fits a face in a detector box (frame pixels) and checks the fit; returns as ``fit_tracked``."""
+    def fit_detected(self, gray: np.ndarray, box: np.ndarray) -> Tuple[np.ndarray, Optional[float], np.ndarray]:
+        """Fits a face in a detector box (frame pixels) and checks the fit.
+
+        Returns:
+            landmarks and score as ``fit_tracked``, and the new track's calibration (see ``calibration``).
+        """
         landmarks = self._model.predict(gray, box)
-        return landmarks, self._check(gray, landmarks, _UNIT_BOX)[3]
+        return landmarks, self._check(gray, landmarks, _UNIT_BOX)[3], self.calibration(box, landmarks)
 
     def _check(self, gray: np.ndarray, landmarks: np.ndarray, calibration: np.ndarray):
         """The quality check: runs the detector in the check patch around ``landmarks``.

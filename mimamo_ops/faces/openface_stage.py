@@ -174,7 +174,8 @@ class OpenFaceExtractor(FaceExtractor):
         boxes = np.array([landmark_box(landmarks) for _, _, _, landmarks, _ in present]).reshape(-1, 4)
         face_ids = ids.assign(boxes) if self.config.multi_face else [0] * len(present)
         faces = [
-            FaceRecord(frame_index=index, timestamp_s=row_time, face_id=face_id, confidence=float(confidence),
+            FaceRecord(frame_index=index, timestamp_s=row_time, face_id=face_id, track_id=face_id,
+                       confidence=float(confidence),
                        box=tuple(float(v) for v in box), landmarks=landmarks,
                        aligned=_read_aligned(path, self.config.face_size))
             for (_, row_time, confidence, landmarks, path), face_id, box in zip(present, face_ids, boxes)

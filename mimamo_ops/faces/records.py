@@ -5,9 +5,10 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+from mimamo_ops.face_backends import FACE_BACKENDS
 from mimamo_ops.video import DecodeReport
 
-__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor"]
+__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor", "FACE_BACKENDS"]
 
 
 @dataclass(frozen=True)
@@ -15,8 +16,11 @@ class FaceConfig:
     """Settings of the face stage.
 
     Attributes:
-        multi_face: track every face (stable ``face_id`` per track) instead of only the largest one (spec 2.7,
-            11.3). In single-face mode the face is always ``face_id`` 0, as OpenFace's ``FeatureExtraction``.
+        backend: the built-in stage, one of ``FACE_BACKENDS``: "mtcnn" (default, finds turned, small and dim
+            faces) or "dlib" (HOG, frontal faces only).
+        multi_face: track every face instead of only the most prominent (largest) one (spec 2.7, 11.3).
+            In both modes ``face_id`` names a person within the video (re-identified by a face descriptor)
+            and ``track_id`` a continuous segment of one face, ended by a shot cut or a lost face.
         face_size: side of the aligned crop in pixels (OpenFace ``-simsize``). The similarity scale follows
             the size, ``0.7 * face_size / 112`` (spec 2.2).
         mask: black out the pixels outside the face region (OpenFace without ``-nomask``, spec 2.2).
@@ -28,15 +32,25 @@ class FaceConfig:
         detect_every: in multi-face mode, run the full-frame detector every this many frames to find new
             faces. The detector also runs whenever a face is lost or none is tracked.
         max_missing_frames: grace period in frames: a track that found no face for more consecutive frames
-            than this ends; a face seen again later gets a new ``face_id``.
+            than this ends; a face seen again later starts a new track (new ``track_id``) and gets its
+            ``face_id`` back when its descriptor matches.
         upsample: times the full-frame detector upsamples the frame (each doubles its size). 0 finds faces of
             about 80 px and larger; 1 about 40 px, at about 4 times the cost.
         min_detector_score: threshold on dlib's HOG detector score (0 is dlib's default) for both the
             full-frame detector and the per-frame quality check.
         min_track_iou: the least box overlap (intersection over union) with which a detection continues a lost
             track rather than starting a new one.
+        min_face_px: the smallest face side the MTCNN detector searches for, pixels of the decoded frame.
+        min_face_probability: least MTCNN O-Net face probability for a detection and for the per-frame check.
+        reid_max_distance: largest Euclidean distance between 128-d dlib face descriptors for a new track to
+            take an earlier person's ``face_id`` (dlib's own same-person threshold is 0.6).
+        cut_threshold: Bhattacharyya distance between consecutive frames' colour histograms above which a
+            shot cut is declared; a third of it suffices when the frames' layouts also differ
+            (``mimamo_ops.faces.shots``).
+        device: torch device for the MTCNN networks ("cpu", "cuda", "cuda:1").
     """
 
+    backend: str = "mtcnn"
     multi_face: bool = False
     face_size: int = 112
     mask: bool = False
@@ -47,8 +61,21 @@ class FaceConfig:
     upsample: int = 0
     min_detector_score: float = -0.3
     min_track_iou: float = 0.2
+    min_face_px: float = 24.0
+    min_face_probability: float = 0.7
+    reid_max_distance: float = 0.55
+    cut_threshold: float = 0.45
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.backend not in FACE_BACKENDS:
+            raise ValueError(f"backend must be one of {FACE_BACKENDS}, got {self.backend!r}")
+        if self.min_face_px < 12:
+            raise ValueError(f"min_face_px must be >= 12 pixels (MTCNN's window), got {self.min_face_px}")
+        if not 0.0 < self.min_face_probability < 1.0:
+            raise ValueError(f"min_face_probability must be in (0, 1), got {self.min_face_probability}")
+        if not 0.0 < self.cut_threshold < 1.0:
+            raise ValueError(f"cut_threshold must be in (0, 1), got {self.cut_threshold}")
         if self.face_size < 16 or self.face_size % 2:
             raise ValueError(f"face_size must be an even number of pixels >= 16, got {self.face_size}")
         if self.detect_every < 1:
@@ -68,12 +95,15 @@ class FaceRecord:
     Attributes:
         frame_index: 0-based index of the decoded video frame (OpenFace's 1-based ``frame`` minus 1).
         timestamp_s: presentation time of the frame in seconds.
-        face_id: stable 0-based track id within the video.
+        face_id: 0-based person id within the video: the same person keeps it across shot cuts and absences.
         confidence: certainty that this is a well-fitted face, in [0, 1] (OpenFace's ``confidence`` column, or
-            the built-in stage's quality-check score mapped by a logistic).
+            the built-in stage's quality check: MTCNN's O-Net face probability, or dlib's HOG score mapped by
+            a logistic).
         box: (x0, y0, x1, y1) bounding box of the 68 landmarks, pixels in the upright frame.
         landmarks: float32 (68, 2) iBUG-68 points (x, y), pixels in the upright frame, origin top-left.
         aligned: uint8 (face_size, face_size, 3) RGB similarity-aligned crop (spec 2.6).
+        track_id: 0-based id of the continuous segment (track) this face belongs to; a shot cut or a lost face
+            ends a track. None (the default) means one track per face: ``face_id``.
     """
 
     frame_index: int
@@ -83,6 +113,11 @@ class FaceRecord:
     box: Tuple[float, float, float, float]
     landmarks: np.ndarray
     aligned: np.ndarray
+    track_id: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.track_id is None:  # one track per face (the OpenFace stage)
+            object.__setattr__(self, "track_id", self.face_id)
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,25 @@
-"""Face tracking for the built-in stage: detector scheduling, overlap matching, quality check, track ids.
+"""Face tracking for the built-in stages: detector scheduling, overlap matching, quality check, track ids.
 
 Per frame, each live track places the shape predictor from its previous landmarks (no detector), fits the
-landmarks and runs the quality check (``fitting.FaceFitter``). The full-frame detector runs only when needed:
-every ``detect_every`` frames in multi-face mode (to find new faces), and whenever a face was lost or none is
-tracked. Detections continue lost tracks by box overlap, or by nearness for faces that moved further than their
-size (Hungarian assignment); in multi-face mode the others start new tracks. A track that finds no face for
-more than ``max_missing_frames`` consecutive frames ends; there is no cap on the number of tracks. Single-face
-mode keeps one track, id 0, on the largest face, as OpenFace's ``FeatureExtraction`` (spec 2.1).
+landmarks and runs the quality check (the backend's fitter: ``fitting.FaceFitter`` for dlib,
+``mtcnn_stage.MtcnnFitter`` for MTCNN). The full-frame detector runs only when needed: every ``detect_every``
+frames in multi-face mode (to find new faces), and whenever a face was lost or none is tracked. Detections
+continue lost tracks by box overlap, or by nearness for faces that moved further than their size (Hungarian
+assignment); in multi-face mode the others start new tracks. A track that finds no face for more than
+``max_missing_frames`` consecutive frames ends; there is no cap on the number of tracks. Single-face mode keeps
+one track on the largest face, as OpenFace's ``FeatureExtraction`` (spec 2.1). ``reset`` ends every track (a
+shot cut: landmarks are never carried across one). Track ids count tracks; which person a track shows is
+decided above this module (``identity``).
+
+The tracker is agnostic of the backend: a frame is whatever the backend's detector and fitter take (a grey
+image for dlib, a ``mtcnn_stage.ColourFrame`` for MTCNN).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mimamo_ops.faces.landmark_model import LandmarkModel
 from mimamo_ops.faces.fitting import FaceFitter
 from mimamo_ops.faces.records import FaceConfig
 
@@ -32,12 +37,12 @@ class TrackedFace:
     """A face fitted and checked in the current frame.
 
     Attributes:
-        face_id: stable 0-based track id.
+        track_id: 0-based id of the track (continuous segment) within the video.
         landmarks: float32 (68, 2) (x, y) frame pixels.
-        score: HOG detector score from the quality check.
+        score: the quality check's score (HOG score for dlib, O-Net face probability for MTCNN).
     """
 
-    face_id: int
+    track_id: int
     landmarks: np.ndarray
     score: float
 
@@ -101,9 +106,13 @@ def landmark_box(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
+# A frame -> (float64 (K, 4) boxes (x0, y0, x1, y1) pixels, float64 (K,) scores) full-frame detector.
+Detector = Callable[[Any], Tuple[np.ndarray, np.ndarray]]
+
+
 @dataclass
 class _Track:
-    face_id: int
+    track_id: int
     landmarks: np.ndarray  # float32 (68, 2), the last good fit
     calibration: np.ndarray  # float64 (4,) box in face units, see fitting.FaceFitter
     shift_px: np.ndarray  # float64 (2,) landmark-centroid motion over the last frame
@@ -114,28 +123,32 @@ class FaceTracker:
     """Tracks the faces of one video, frame by frame. Make one per video.
 
     Args:
-        model: the loaded detector and shape predictor (shared across videos).
-        fitter: landmark fitting and quality check (shared across videos).
-        config: tracking settings (``multi_face``, ``detect_every``, ``max_missing_frames``, ``upsample``,
-            ``min_detector_score``, ``min_track_iou``).
+        detect: the backend's full-frame detector (shared across videos).
+        fitter: landmark fitting and quality check (shared across videos): ``fit_tracked`` and
+            ``fit_detected`` as ``fitting.FaceFitter``.
+        config: tracking settings (``multi_face``, ``detect_every``, ``max_missing_frames``, ``min_track_iou``).
     """
 
-    def __init__(self, model: LandmarkModel, fitter: FaceFitter, config: FaceConfig):
-        self._model = model
+    def __init__(self, detect: Detector, fitter: FaceFitter, config: FaceConfig):
+        self._detect = detect
         self._fitter = fitter
         self._config = config
         self._tracks: List[_Track] = []
         self._next_id = 0
         self._frame_count = 0
 
-    def step(self, gray: np.ndarray) -> List[TrackedFace]:
+    def reset(self) -> None:
+        """Ends every track (at a shot cut); the next frame is searched with the full-frame detector."""
+        self._tracks = []
+
+    def step(self, gray: Any) -> List[TrackedFace]:
         """Processes the next frame of the video.
 
         Args:
-            gray: uint8 (H, W) grey frame, C-contiguous.
+            gray: the frame as the backend takes it (for dlib: uint8 (H, W) grey frame, C-contiguous).
 
         Returns:
-            The faces that passed the quality check, sorted by ``face_id``.
+            The faces that passed the quality check, sorted by ``track_id``.
         """
         found: Dict[int, TrackedFace] = {}
         calibrations: Dict[int, np.ndarray] = {}
@@ -144,14 +157,14 @@ class FaceTracker:
             if track.missing == 0:
                 landmarks, score = self._fitter.fit_tracked(gray, track.landmarks, track.calibration, track.shift_px)
                 if score is not None:
-                    found[track.face_id] = TrackedFace(track.face_id, landmarks, score)
+                    found[track.track_id] = TrackedFace(track.track_id, landmarks, score)
                     continue
             lost.append(track)
         if self._needs_detection(bool(lost)):
             self._use_detections(gray, found, calibrations, lost)
         self._frame_count += 1
         self._update_tracks(found, calibrations)
-        return [found[face_id] for face_id in sorted(found)]
+        return [found[track_id] for track_id in sorted(found)]
 
     def _needs_detection(self, lost: bool) -> bool:
         if lost or not self._tracks:
@@ -160,54 +173,54 @@ class FaceTracker:
 
     def _use_detections(self, gray: np.ndarray, found: Dict[int, TrackedFace],
                         calibrations: Dict[int, np.ndarray], lost: Sequence[_Track]) -> None:
-        boxes, scores = self._model.detect(gray, self._config.upsample, self._config.min_detector_score)
+        boxes, scores = self._detect(gray)
         if len(boxes) and found:
             tracked_boxes = np.stack([landmark_box(face.landmarks) for face in found.values()])
             free = box_iou_matrix(boxes, tracked_boxes).max(axis=1) < self._config.min_track_iou
             boxes, scores = boxes[free], scores[free]
-        if len(boxes) == 0:
+        if len(boxes) == 0 or (found and not self._config.multi_face):
             return
-        starts: List[Tuple[int, Optional[int]]] = []  # (detection index, face id or None for a new track)
-        if not self._config.multi_face:
-            if not found:
-                areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-                starts.append((int(np.argmax(areas + 1e-3 * scores)), 0))
-        else:
-            # Where each lost face should be now: moved on at its last velocity when it was lost this frame,
-            # at its last place when it has been missing longer (its velocity is stale by then).
-            lost_boxes = np.array([landmark_box(track.landmarks) + np.tile(track.shift_px * (track.missing == 0), 2)
-                                   for track in lost]).reshape(-1, 4)
-            matches = match_boxes(lost_boxes, boxes, self._config.min_track_iou, _MAX_CENTRE_DISTANCE)
-            starts.extend((j, lost[i].face_id) for i, j in matches)
-            matched = {j for j, _ in starts}
-            starts.extend((int(j), None) for j in np.argsort(-scores) if int(j) not in matched)
-        for j, face_id in starts:
-            landmarks, score = self._fitter.fit_detected(gray, boxes[j])
+        # Where each lost face should be now: moved on at its last velocity when it was lost this frame,
+        # at its last place when it has been missing longer (its velocity is stale by then).
+        lost_boxes = np.array([landmark_box(track.landmarks) + np.tile(track.shift_px * (track.missing == 0), 2)
+                               for track in lost]).reshape(-1, 4)
+        matches = match_boxes(lost_boxes, boxes, self._config.min_track_iou, _MAX_CENTRE_DISTANCE)
+        continued = {j: lost[i].track_id for i, j in matches}
+        # (detection index, track id or None for a new track)
+        if self._config.multi_face:
+            starts: List[Tuple[int, Optional[int]]] = list(continued.items())
+            starts.extend((int(j), None) for j in np.argsort(-scores) if int(j) not in continued)
+        else:  # the most prominent face; it continues the lost track when it is that face
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            largest = int(np.argmax(areas + 1e-3 * scores))
+            starts = [(largest, continued.get(largest))]
+        for j, track_id in starts:
+            landmarks, score, calibration = self._fitter.fit_detected(gray, boxes[j])
             if score is None:
                 continue
-            if face_id is None:
-                face_id = self._next_id
+            if track_id is None:
+                track_id = self._next_id
                 self._next_id += 1
-            found[face_id] = TrackedFace(face_id, landmarks, score)
-            calibrations[face_id] = self._fitter.calibration(boxes[j], landmarks)
+            found[track_id] = TrackedFace(track_id, landmarks, score)
+            calibrations[track_id] = calibration
 
     def _update_tracks(self, found: Dict[int, TrackedFace], calibrations: Dict[int, np.ndarray]) -> None:
-        by_id = {track.face_id: track for track in self._tracks}
-        for face_id in self._find_duplicates(found):
-            del found[face_id]
-            by_id.pop(face_id, None)
+        by_id = {track.track_id: track for track in self._tracks}
+        for track_id in self._find_duplicates(found):
+            del found[track_id]
+            by_id.pop(track_id, None)
         tracks = []
-        for face_id in sorted(set(by_id) | set(found)):
-            track = by_id.get(face_id)
-            if face_id in found:
-                landmarks = found[face_id].landmarks
+        for track_id in sorted(set(by_id) | set(found)):
+            track = by_id.get(track_id)
+            if track_id in found:
+                landmarks = found[track_id].landmarks
                 if track is None:
                     shift = np.zeros(2)
                 else:  # mean motion per frame since the track's last fit
                     shift = (landmarks.mean(axis=0).astype(np.float64) - track.landmarks.mean(axis=0)) / (
                         track.missing + 1)
-                calibration = calibrations[face_id] if face_id in calibrations else track.calibration
-                track = _Track(face_id, landmarks, calibration, shift)
+                calibration = calibrations[track_id] if track_id in calibrations else track.calibration
+                track = _Track(track_id, landmarks, calibration, shift)
             else:
                 track.missing += 1
             if track.missing <= self._config.max_missing_frames:

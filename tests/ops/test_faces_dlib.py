@@ -1,4 +1,4 @@
-"""The built-in dlib face stage on real encoded clips (tests/clips.py): coverage, stability, ids, bad files."""
+"""The dlib face stage (``backend="dlib"``) on real encoded clips (tests/clips.py): coverage, stability, ids, bad files."""
 import numpy as np
 import pytest
 
@@ -17,12 +17,12 @@ def clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single(clip_dir):
-    return make_face_extractor(FaceConfig())
+    return make_face_extractor(FaceConfig(backend="dlib"))
 
 
 @pytest.fixture(scope="module")
 def multi():
-    return DlibFaceExtractor(FaceConfig(multi_face=True))
+    return DlibFaceExtractor(FaceConfig(backend="dlib", multi_face=True))
 
 
 @pytest.fixture(scope="module")
@@ -183,13 +183,12 @@ def test_vanished_face_gives_empty_frames_and_is_found_again(face_gap_clip, sing
     assert {face.face_id for f in frames for face in f.faces} == {0}
 
 
-def test_track_ends_after_the_grace_period_and_returns_with_a_new_id(face_gap_clip):
-    ids = lambda config: [[face.face_id for face in f.faces]  # noqa: E731
+def test_track_ends_after_the_grace_period_and_the_person_returns_with_their_id(face_gap_clip):
+    ids = lambda config: [[(face.face_id, face.track_id) for face in f.faces]  # noqa: E731
                           for f in DlibFaceExtractor(config).extract(str(face_gap_clip))]
-    within_grace = ids(FaceConfig(multi_face=True, max_missing_frames=15))
-    assert within_grace[:10] == [[0]] * 10 and within_grace[20:] == [[0]] * 10
-    past_grace = ids(FaceConfig(multi_face=True, max_missing_frames=3))
-    assert past_grace[:10] == [[0]] * 10 and past_grace[20:] == [[1]] * 10
+    past_grace = ids(FaceConfig(backend="dlib", multi_face=True, max_missing_frames=3))
+    assert past_grace[:10] == [[(0, 0)]] * 10, "one person, one track"
+    assert past_grace[20:] == [[(0, 1)]] * 10, "a new track, re-identified as the same person"
 
 
 @pytest.mark.parametrize("kwargs, message", [

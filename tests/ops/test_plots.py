@@ -82,3 +82,18 @@ def test_plotting_leaves_no_open_figure(tmp_path):
     for number in range(3):
         plot_va_trend(two_face_tracks(), tmp_path / f"{number}.png")
     assert plt.get_fignums() == before
+
+
+def close(spans, expected) -> None:
+    np.testing.assert_allclose(np.array(spans), np.array(expected), atol=1e-9)
+
+
+def test_panels_shade_only_where_no_face_is_seen_and_lanes_show_each_face(tmp_path):
+    first, second = two_face_tracks()  # face 0 absent at frames 100..129 while face 1 is seen
+    plot = plot_va_trend([first, second], tmp_path / "lanes.png", duration_s=9.0, frame_count=270)
+    close(plot.presence_s[0], [(0.0, 100 / FPS), (130 / FPS, 240 / FPS)])
+    close(plot.presence_s[1], [(40 / FPS, 200 / FPS)])
+    # Face 0's gap is covered by face 1: only the end, after every face, is shaded (grey, in no face's colour).
+    close(plot.no_face_s, [(240 / FPS, 9.0)])
+    alone = plot_va_trend([first], tmp_path / "alone.png", duration_s=9.0, frame_count=270)
+    close(alone.no_face_s, [(100 / FPS, 130 / FPS), (240 / FPS, 9.0)])

@@ -24,7 +24,8 @@ def _face_rows(uri: str, face_id: int, frames: np.ndarray, valence: float, arous
     raw = np.tile(np.float32([valence, arousal]), (count, 1))
     smoothed = raw + np.float32(0.01) * np.arange(count, dtype=np.float32)[:, None]
     boxes = np.tile(np.float32([100, 50, 180, 150]), (count, 1)) + np.float32(face_id * 200)
-    return build_frames_table(uri, face_id, frames, frames / FPS, raw, smoothed, boxes, np.full(count, 0.9, np.float32))
+    return build_frames_table(uri, face_id, frames, frames / FPS, raw, smoothed, boxes, np.full(count, 0.9, np.float32),
+                              np.full(count, face_id, np.int32))
 
 
 def _video_row(uri: str, status: str, **fields) -> Dict[str, object]:

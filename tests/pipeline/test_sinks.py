@@ -25,7 +25,7 @@ def frames_table(uri: str, face_id: int, count: int) -> pa.Table:
     values = np.stack([np.linspace(-1, 1, count), np.linspace(0, 1, count)], 1).astype(np.float32)
     boxes = np.tile(np.array([[10, 20, 110, 140]], dtype=np.float32), (count, 1))
     return build_frames_table(uri, face_id, frames, frames / 30.0, values, values * 0.5, boxes,
-                              np.full(count, 0.9, np.float32))
+                              np.full(count, 0.9, np.float32), np.full(count, face_id, np.int32))
 
 
 def test_every_column_is_a_flat_scalar_type():
