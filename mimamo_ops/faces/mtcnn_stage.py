@@ -13,8 +13,10 @@ Detection: ``mtcnn_model.MtcnnDetector`` finds frontal, three-quarter and profil
   O-Net's box and points).
 
 The landmarks map onto the alignment's 24 rigid points exactly as the dlib stage's do (they are the same
-iBUG-68 points from the same predictor), and the same template is used, so on frontal faces the crops agree
-with the dlib stage's (``tests/ops/test_faces_mtcnn.py``).
+iBUG-68 points from the same predictor), and the same template is used. On the 24 frontal, well-lit faces of
+80 px and more in ``tests/data/faces``, after six tracked frames, the eye and mouth corners in the 112-px crops
+of the two stages were within 1.5 px for 20 faces (median 0.9 px, worst 3.4 px on grimaces); the dlib stage
+against itself on the same photos shifted by 3 px: 22 of 24 (worst 3.1 px). Not yet a test.
 """
 from typing import NamedTuple, Optional, Tuple
 
