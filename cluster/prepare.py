@@ -208,11 +208,14 @@ def prepare(engines=("flink", "spark"), cache: Optional[Path] = None) -> Cluster
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cluster.prepare", description=__doc__.splitlines()[0])
-    parser.add_argument("engines", nargs="*", choices=("flink", "spark"), default=("flink", "spark"),
-                        help="which engines to prepare (default both)")
+    # no choices=: with nargs="*", Python 3.11's argparse checks an empty list against them and refuses it
+    parser.add_argument("engines", nargs="*", metavar="{flink,spark}", help="which engines to prepare (default both)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.engines) - {"flink", "spark"})
+    if unknown:
+        parser.error(f"unknown engine(s): {', '.join(unknown)} (choose from flink, spark)")
     started = time.monotonic()
-    files = prepare(tuple(args.engines))
+    files = prepare(tuple(args.engines or ("flink", "spark")))
     for field, path in vars(files).items():
         if path is not None:
             print(f"{field}: {path}")

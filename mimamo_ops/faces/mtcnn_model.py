@@ -235,8 +235,13 @@ def _use_one_thread_here() -> None:
 
     ``torch.set_num_threads`` would also set MKL's process-wide count, which changes the rounding of the
     backbone running in other threads; the thread-local OpenMP and MKL calls that PyTorch's CPU library exports
-    are used instead, and ``torch.set_num_threads`` only when a build lacks them.
+    are used instead, and ``torch.set_num_threads`` only when a build lacks them. PyTorch sets a thread's
+    OpenMP count to the process-wide ``torch.set_num_threads`` value on its first parallel call in that thread,
+    so that first call (``torch.get_num_threads``) is made here before the count is set: otherwise the networks
+    would run on as many threads as the process was given, and their rounding (so the landmarks, and so the
+    predictions) would depend on the worker's thread budget.
     """
+    torch.get_num_threads()
     try:
         library = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
         omp_set_num_threads = library.omp_set_num_threads
