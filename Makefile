@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.py requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first: 2.13.0 resolves to the CPU build on local disk, and keeps pip from pulling a CUDA build.
+	# torch first, so that the rest resolves against it: a local CPU wheel where the machine has one, else PyPI's build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
