@@ -7,7 +7,6 @@ every person seen so far in the video. The nearest person within ``max_distance`
 screen in another track gets the track; otherwise the track is a new person. Descriptors of the same person
 are about 0.3-0.5 apart, of different people about 0.7-1.0 (dlib's published threshold is 0.6).
 """
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Dict, List, Set
@@ -16,6 +15,7 @@ import dlib
 import numpy as np
 
 from mimamo_ops.errors import FaceStageError
+from mimamo_ops.faces.landmark_model import locate_packaged_model
 
 __all__ = ["FaceDescriber", "IdentityRegistry", "locate_descriptor_model"]
 
@@ -27,19 +27,8 @@ _MAX_DESCRIPTORS_PER_PERSON = 8
 
 
 def locate_descriptor_model() -> Path:
-    """Returns the path of dlib's face descriptor model in the ``face-recognition-models`` package.
-
-    Raises:
-        FaceStageError: the package is not installed or lacks the file.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FaceStageError(f"{DESCRIPTOR_MODEL_FILE}: package face-recognition-models is not installed")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "models" / DESCRIPTOR_MODEL_FILE
-        if path.is_file():
-            return path
-    raise FaceStageError(f"{DESCRIPTOR_MODEL_FILE}: not found under {list(spec.submodule_search_locations)}")
+    """Returns the path of dlib's face descriptor model (``landmark_model.locate_packaged_model``)."""
+    return locate_packaged_model(DESCRIPTOR_MODEL_FILE)
 
 
 class FaceDescriber:

@@ -14,7 +14,7 @@ import numpy as np
 
 from mimamo_ops.errors import FaceStageError
 
-__all__ = ["LandmarkModel", "locate_shape_predictor", "read_mean_shape"]
+__all__ = ["LandmarkModel", "locate_packaged_model", "locate_shape_predictor", "read_mean_shape"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 NUM_LANDMARKS = 68
 
 
-def locate_shape_predictor() -> Path:
-    """Returns the path of dlib's 68-point shape predictor inside the ``face-recognition-models`` package.
+def locate_packaged_model(file_name: str) -> Path:
+    """Returns the path of one of dlib's model files inside the ``face-recognition-models`` package.
 
     Raises:
         FaceStageError: the package is not installed or lacks the file.
@@ -31,13 +31,17 @@ def locate_shape_predictor() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise FaceStageError(
-            f"{SHAPE_PREDICTOR_FILE}: package face-recognition-models is not installed "
-            "(pip install face-recognition-models)")
+            f"{file_name}: package face-recognition-models is not installed (pip install face-recognition-models)")
     for location in spec.submodule_search_locations:
-        path = Path(location) / "models" / SHAPE_PREDICTOR_FILE
+        path = Path(location) / "models" / file_name
         if path.is_file():
             return path
-    raise FaceStageError(f"{SHAPE_PREDICTOR_FILE}: not found under {list(spec.submodule_search_locations)}")
+    raise FaceStageError(f"{file_name}: not found under {list(spec.submodule_search_locations)}")
+
+
+def locate_shape_predictor() -> Path:
+    """Returns the path of dlib's 68-point shape predictor (``locate_packaged_model``)."""
+    return locate_packaged_model(SHAPE_PREDICTOR_FILE)
 
 
 class _DlibReader:
