@@ -110,7 +110,7 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         f"{_bf16_note()}",
     )
     model_group.add_argument(
-        "--runtime", default="auto", choices=RUNTIMES,
+        "--runtime", "--backbone_runtime", dest="backbone_runtime", default="auto", choices=RUNTIMES,
         help="Backbone runtime. auto: OpenVINO on the CPU (converted once from the weights and cached by their "
         "SHA-256 under <weights cache>/compiled), torch on GPUs. torch: plain PyTorch everywhere. Speed only: "
         "both give the reference numbers within the parity tolerances.",

@@ -48,7 +48,7 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
         nbands=options.nbands,
         scale_factor=options.scale_factor,
         precision=options.precision,
-        runtime=options.runtime,
+        runtime=options.backbone_runtime,
         threads_per_worker=options.threads_per_worker,
         worker_processes=worker_processes_per_machine(options),
     )
