@@ -85,6 +85,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    # libraries' warnings (deprecations when Beam's dependencies load) become log records: in `mimamo run`
+    # they go to the run's log file, not to the console
+    logging.captureWarnings(True)
     if extra and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -8,8 +8,9 @@ Exit status (the same as ``mimamo run``): 0 when every input ended ``ok`` or ``n
 file (one line on stderr); 1 for a crash (Python's traceback).
 
 The default runner (none given, or ``DirectRunner``) is Beam's Python FnApiRunner, built as the DirectRunner
-builds it: the DirectRunner itself first tries Beam's Prism runner, which downloads a binary from GitHub when
-it is not cached (``apache_beam/runners/portability/prism_runner.py``), so a local run would touch the network.
+builds it: in recent Beam releases (2.77 was seen doing it; the pinned 2.62 does not for this pipeline) the
+DirectRunner first tries Beam's Prism runner, which downloads a binary from GitHub when it is not cached
+(``apache_beam/runners/portability/prism_runner.py``), so a local run would touch the network.
 """
 import logging
 import os

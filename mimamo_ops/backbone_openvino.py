@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -35,8 +36,19 @@ _XML, _BIN, _KEY = "model.xml", "model.bin", "key.json"
 _PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
+def _openvino():
+    """Imports ``openvino`` with its usage reporting off: with ``openvino-telemetry`` importable (a dependency of
+    the ``openvino`` wheel) ``convert_model`` sends usage events to Google Analytics and writes a client id under
+    ``~/intel``; when that import fails OpenVINO falls back to its own no-op stub, so the import is made to fail."""
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # ``import openvino_telemetry`` now raises ImportError
+    import openvino  # pylint: disable=import-outside-toplevel
+
+    return openvino
+
+
 def _openvino_version() -> str:
-    import openvino as ov
+    ov = _openvino()
 
     return ov.get_version()
 
@@ -72,7 +84,7 @@ def _entry_is_valid(entry: Path, key: dict) -> bool:
 
 
 def _convert(model: nn.Module, directory: Path, key: dict) -> None:
-    import openvino as ov
+    ov = _openvino()
 
     example = torch.zeros((1,) + _INPUT_SHAPE[1:], dtype=torch.float32)
     with torch.no_grad():
@@ -127,7 +139,7 @@ class OpenVinoBackbone:
     """
 
     def __init__(self, xml_path: Path, precision: str, num_threads: int, blob_cache_dir: Optional[Path] = None):
-        import openvino as ov
+        ov = _openvino()
 
         core = ov.Core()
         if blob_cache_dir is not None:

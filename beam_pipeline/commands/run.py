@@ -220,15 +220,15 @@ def _run_pipeline(args: argparse.Namespace, extra_args: List[str], values: Dict[
 
 def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
     """Checks, runs the pipeline for ``args`` (extra flags go to Beam), prints a summary; returns the exit status."""
+    values = {dest: getattr(args, dest) for dest in _option_dests() if hasattr(args, dest)}
+    values["input"] = list(args.inputs) + list(args.input or [])
+    verbose = bool(getattr(args, "verbose", False))
+    quiet_console(verbose)  # before Beam's import, whose libraries warn as they load (cli.main logs warnings)
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline.options import MimamoOptions
     from beam_pipeline.run import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED_ERRORS
 
-    values = {dest: getattr(args, dest) for dest in _option_dests() if hasattr(args, dest)}
-    values["input"] = list(args.inputs) + list(args.input or [])
-    verbose = bool(getattr(args, "verbose", False))
-    quiet_console(verbose)
     log: Optional[logging.FileHandler] = None
     try:
         mimamo = PipelineOptions(extra_args, **values).view_as(MimamoOptions)

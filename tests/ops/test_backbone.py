@@ -1,5 +1,7 @@
 """ResNet-50 FER+ backbone: official key layout, exact preprocessing, parity case 4 (spec 3)."""
 import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -228,3 +230,12 @@ def test_automatic_batch_size_is_16_on_cpu_and_follows_free_gpu_memory():
     assert choose_batch_size("cuda:0", free_bytes=80 * 2**30) == 512  # capped
     assert choose_batch_size("cuda:0", free_bytes=16 * 2**30) == 128  # half of 16 GiB at 64 MiB per face
     assert choose_batch_size("cuda:0", free_bytes=1 * 2**30) == 32  # never below GPU_MIN_BATCH_SIZE
+
+
+def test_openvino_conversion_reports_nothing():
+    """OpenVINO's converter would send usage events (and write ~/intel) through openvino-telemetry; ours gets
+    its no-op stub instead. A fresh interpreter, so no earlier import in this session decides it."""
+    program = ("from mimamo_ops.backbone_openvino import _openvino\n_openvino()\n"
+               "import openvino.tools.ovc.convert_impl as convert_impl\nprint(convert_impl.tm.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "openvino.tools.ovc.telemetry_stub"

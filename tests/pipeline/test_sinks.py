@@ -53,11 +53,12 @@ def test_written_tables_read_back_with_metadata_and_sql(tmp_path: Path):
             | "CreateRows" >> beam.Create([
                 {"video_uri": "/v/a.mp4", "video_id": compute_video_id("/v/a.mp4"), "status": "ok", "fps": 30.0,
                  "frame_count": 10, "faces_found": 2, "frames_with_face": 5, "mean_valence": 0.1,
-                 "mean_arousal": 0.2, "duration_s": 0.33, "error_stage": None, "error": None},
+                 "mean_arousal": 0.2, "duration_s": 0.33, "error_stage": None, "error": None,
+                 "frames_undecodable": 0, "warning": None},
                 {"video_uri": "/v/bad.mp4", "video_id": compute_video_id("/v/bad.mp4"), "status": "failed",
                  "error_stage": "probe", "error": "VideoError: /v/bad.mp4: no video stream", "fps": None,
                  "frame_count": None, "faces_found": None, "frames_with_face": None, "mean_valence": None,
-                 "mean_arousal": None, "duration_s": None},
+                 "mean_arousal": None, "duration_s": None, "frames_undecodable": None, "warning": None},
             ])
             | "WriteVideos" >> WriteRows(f"{out}/videos", with_run_metadata(VIDEOS_SCHEMA, METADATA))
         )
