@@ -83,7 +83,7 @@ def write_sample_clip(path: Path, seconds: float = SAMPLE_SECONDS, fps: int = SA
     return path
 
 
-def _choose_weights(workdir: Path, offline: bool) -> Tuple[List[str], bool]:
+def choose_weights(workdir: Path, offline: bool) -> Tuple[List[str], bool]:
     """The weight flags for ``mimamo run`` and whether they are stand-ins (official weights when available)."""
     if not offline:
         try:
@@ -106,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     workdir = Path(args.workdir)
-    weight_flags, stand_in = _choose_weights(workdir, args.offline)
+    weight_flags, stand_in = choose_weights(workdir, args.offline)
     clip = workdir / "sample.mp4"
     if not clip.exists():
         write_sample_clip(clip)
