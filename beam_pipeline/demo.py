@@ -30,7 +30,7 @@ from mimamo_ops.errors import WeightsFetchError
 from mimamo_ops.standin_weights import STAND_IN_NOTE, write_stand_in_weights
 from mimamo_ops.weights import fetch_weights
 
-__all__ = ["write_sample_clip", "main"]
+__all__ = ["write_sample_clip", "choose_weights", "print_sample_rows", "main"]
 
 LOGGER = logging.getLogger(__name__)
 SAMPLE_SIZE_PX = (640, 360)  # (width, height)
@@ -116,6 +116,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     status = cli.main(["run", str(clip), "--output", str(output), "--smoothing_size", "0.5", *weight_flags])
     if status:
         return status
+    print_sample_rows(output, stand_in)
+    return 0
+
+
+def print_sample_rows(output: Path, stand_in: bool) -> None:
+    """Prints the sample's ``videos`` row and first ``frames`` rows with DuckDB, and the stand-in notice if any."""
     con = duckdb.connect()
     print(con.sql(f"SELECT status, frame_count, fps, faces_found, frames_with_face, mean_valence, mean_arousal "
                   f"FROM read_parquet('{output}/videos/*.parquet')"))
@@ -123,7 +129,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"FROM read_parquet('{output}/frames/*.parquet') ORDER BY face_id, frame_index LIMIT 10"))
     if stand_in:
         print(f"NOTE: these rows come from {STAND_IN_NOTE}.\n{REAL_WEIGHTS_HINT}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import duckdb
 
-from beam_pipeline.demo import REAL_WEIGHTS_HINT, choose_weights, write_sample_clip
+from beam_pipeline.demo import choose_weights, print_sample_rows, write_sample_clip
 from beam_pipeline.run import run
 from cluster import local
 from cluster.prepare import prepare
-from mimamo_ops.standin_weights import STAND_IN_NOTE
 
 __all__ = ["main"]
 
@@ -48,13 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
              "--runner=FlinkRunner", f"--flink_master={cluster.flink_master}", "--flink_version=1.19",
              f"--flink_job_server_jar={files.flink_job_server_jar}", "--parallelism=2",
              "--environment_type=LOOPBACK"])
-    con = duckdb.connect()
-    print(con.sql(f"SELECT status, frame_count, fps, faces_found, frames_with_face, mean_valence, mean_arousal "
-                  f"FROM read_parquet('{output}/videos/*.parquet')"))
-    print(con.sql(f"SELECT face_id, frame_index, timestamp_s, valence, arousal, valence_smoothed, arousal_smoothed "
-                  f"FROM read_parquet('{output}/frames/*.parquet') ORDER BY face_id, frame_index LIMIT 10"))
-    if stand_in:
-        print(f"NOTE: these rows come from {STAND_IN_NOTE}.\n{REAL_WEIGHTS_HINT}")
+    print_sample_rows(output, stand_in)
     return 0
 
 
