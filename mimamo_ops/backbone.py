@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from mimamo_ops.openvino_models import COMPILED_CACHE_ENV
 from mimamo_ops.runtimes import RUNTIMES, resolve_runtime
 
 __all__ = [
@@ -52,7 +53,6 @@ _EXPANSION = 4
 _STEM_CHANNELS = 64
 
 PRECISIONS = ("fp32", "bf16")
-COMPILED_CACHE_ENV = "MIMAMO_COMPILED_CACHE_DIR"  # where converted models go; default <weights cache>/compiled
 
 
 @dataclass(frozen=True)
@@ -310,7 +310,7 @@ class BackboneRunner:
 
     Runtimes (``runtime``): "torch" runs the eval-mode ``ResNet50FerPlus`` (channels_last, glibc allocator tuned);
     "openvino" runs the same network converted to OpenVINO IR from the strictly loaded weights
-    (``mimamo_ops.backbone_openvino``; converted once and cached on disk by the weights' SHA-256), which on the
+    (``mimamo_ops.openvino_models``; converted once and cached on disk by the weights' SHA-256), which on the
     CPU gives the same features (within 1e-3 of torch on values up to ~1700) faster (1.4-2.4x the img/s of
     eager torch in ``bench/bench_runtimes.py``); "auto" (default) is
     OpenVINO on the CPU and torch elsewhere. ``precision="bf16"`` changes the features by about 0.5 % of their
@@ -426,7 +426,7 @@ class BackboneRunner:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """One forward pass: float32 (n, 3, 224, 224) -> float32 (n, 2048) on the host."""
         if self._engine is not None:
-            return self._engine(batch)
+            return self._engine(batch)[0].reshape(batch.shape[0], FEATURE_DIM)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
             tensor = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.memory_format)
@@ -450,15 +450,9 @@ class BackboneRunner:
 
 def _load_openvino(model: ResNet50FerPlus, weights_sha256: str, precision: str, num_threads: int,
                    cache_dir: Optional[Union[str, os.PathLike]]):
-    """The OpenVINO engine for ``model``, converting it into the cache first if needed."""
-    from mimamo_ops import backbone_openvino
+    """The OpenVINO engine for ``model`` (float32 (N, 3, 224, 224) -> (N, 2048, 1, 1)), converting it into the
+    cache first if needed."""
+    from mimamo_ops.openvino_models import load_openvino_model
 
-    if cache_dir is None:
-        cache_dir = os.environ.get(COMPILED_CACHE_ENV)
-    if cache_dir is None:
-        from mimamo_ops.weights import default_cache_dir
-
-        cache_dir = default_cache_dir() / "compiled"
-    cache_dir = Path(cache_dir)
-    xml_path = backbone_openvino.load_or_convert(model, weights_sha256, cache_dir)
-    return backbone_openvino.OpenVinoBackbone(xml_path, precision, num_threads, blob_cache_dir=cache_dir / "blobs")
+    return load_openvino_model(model, "resnet50_ferplus", weights_sha256, (-1, 3, INPUT_SIZE_PX, INPUT_SIZE_PX),
+                               precision, num_threads, cache_dir)

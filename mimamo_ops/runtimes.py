@@ -3,7 +3,7 @@
 Kept free of torch and OpenVINO imports so that command-line parsers can list the choices cheaply.
 
 * ``torch``: eager PyTorch, always available, on any device.
-* ``openvino``: the network converted to OpenVINO IR (``mimamo_ops.backbone_openvino``), CPU only; the same
+* ``openvino``: the network converted to OpenVINO IR (``mimamo_ops.openvino_models``), CPU only; the same
   features within the parity tolerance, faster on the CPU (``bench/bench_runtimes.py``).
 * ``auto``: OpenVINO on the CPU when the package is installed, torch otherwise (and always on GPUs).
 """

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mimamo_ops import backbone_openvino
+from mimamo_ops import openvino_models
 from mimamo_ops.backbone import (
     FEATURE_DIM,
     MEAN_RGB,
@@ -160,9 +160,10 @@ def test_openvino_model_is_converted_once_and_rebuilt_when_stale(tmp_path, seede
 def test_openvino_cache_key_names_the_weights_and_the_runtime_version():
     import openvino
 
-    key = backbone_openvino.cache_entry_key("ab" * 32)
+    key = openvino_models.cache_entry_key("resnet50_ferplus", "ab" * 32, (-1, 3, 224, 224))
     assert key["weights_sha256"] == "ab" * 32 and key["runtime_version"] == openvino.get_version()
-    assert key != backbone_openvino.cache_entry_key("cd" * 32)
+    assert key != openvino_models.cache_entry_key("resnet50_ferplus", "cd" * 32, (-1, 3, 224, 224))
+    assert key != openvino_models.cache_entry_key("mtcnn_onet", "ab" * 32, (-1, 3, 224, 224))
 
 
 def test_batch_listeners_hear_every_forward_pass(seeded_state_dict, case4):
@@ -235,7 +236,7 @@ def test_automatic_batch_size_is_16_on_cpu_and_follows_free_gpu_memory():
 def test_openvino_conversion_reports_nothing():
     """OpenVINO's converter would send usage events (and write ~/intel) through openvino-telemetry; ours gets
     its no-op stub instead. A fresh interpreter, so no earlier import in this session decides it."""
-    program = ("from mimamo_ops.backbone_openvino import _openvino\n_openvino()\n"
+    program = ("from mimamo_ops.openvino_models import _openvino\n_openvino()\n"
                "import openvino.tools.ovc.convert_impl as convert_impl\nprint(convert_impl.tm.__name__)\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
