@@ -111,9 +111,9 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model_group.add_argument(
         "--runtime", "--backbone_runtime", dest="backbone_runtime", default="auto", choices=RUNTIMES,
-        help="Backbone runtime. auto: OpenVINO on the CPU (converted once from the weights and cached by their "
-        "SHA-256 under <weights cache>/compiled), torch on GPUs. torch: plain PyTorch everywhere. Speed only: "
-        "both give the reference numbers within the parity tolerances.",
+        help="Runtime of the backbone and of the MTCNN face networks. auto: OpenVINO on the CPU (converted once "
+        "from the weights and cached by their SHA-256 under <weights cache>/compiled), torch on GPUs. torch: plain "
+        "PyTorch everywhere. Speed only: both give the reference numbers within the parity tolerances.",
     )
     model_group.add_argument(
         "--threads_per_worker", type=int, default=0,

@@ -55,6 +55,7 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
     face_config = FaceConfig(
         backend=options.face_backend,
         device=options.device,
+        runtime=options.backbone_runtime,
         multi_face=options.multi_face,
         face_size=options.face_size,
         mask=options.mask,

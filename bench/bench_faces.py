@@ -1,4 +1,5 @@
-"""Times the built-in face stages side by side, MTCNN (default) and dlib HOG, in one run.
+"""Times the built-in face stages side by side, MTCNN (default; its networks on OpenVINO and on eager torch) and
+dlib HOG, in one run.
 
 Run: ``.venv/bin/python bench/bench_faces.py [--frames 300] [--repeats 3]``. Clips are 640x360 H.264 written to a
 temporary directory: the moving-face test clip (``tests/clips.py``, one face moving, scaling and rolling) and a
@@ -64,6 +65,8 @@ def main() -> None:
     n = args.frames
     backends = {
         "mtcnn": (MtcnnFaceExtractor(FaceConfig()), MtcnnFaceExtractor(FaceConfig(multi_face=True))),
+        "mtcnn-torch": (MtcnnFaceExtractor(FaceConfig(runtime="torch")),
+                        MtcnnFaceExtractor(FaceConfig(runtime="torch", multi_face=True))),
         "dlib": (DlibFaceExtractor(FaceConfig(backend="dlib")), DlibFaceExtractor(FaceConfig(backend="dlib",
                                                                                              multi_face=True))),
     }
@@ -83,16 +86,16 @@ def main() -> None:
                 per_frame = lambda s, p=path: 1000 * (s - decode_s[p]) / n  # noqa: E731
                 faces = sum(len(f.faces) for f in frames)
                 ids = sorted({face.face_id for f in frames for face in f.faces})
-                print(f"{name:5s} {label}: {per_frame(timing.median_s):.2f} ms/frame "
+                print(f"{name:11s} {label}: {per_frame(timing.median_s):.2f} ms/frame "
                       f"(best {per_frame(timing.best_s):.2f}); {faces / n:.2f} faces per frame, face ids {ids}"
                       + (f" [target <= {TARGET_MS_PER_FRAME} ms]" if extractor is single else ""))
             prepared = single._prepare(first_frame)
             detect = time_runs(lambda e=single, f=prepared: e._detect(f), args.repeats)
-            print(f"{name:5s} full-frame detection at 640x360: {1000 * detect.median_s:.1f} ms, "
+            print(f"{name:11s} full-frame detection at 640x360: {1000 * detect.median_s:.1f} ms, "
                   f"{len(detect.result[0])} faces")
             started = time.perf_counter()
             score = score_detections(images, single.find_faces)
-            print(f"{name:5s} labelled photos: recall {score.recall(images):.3f} (turned "
+            print(f"{name:11s} labelled photos: recall {score.recall(images):.3f} (turned "
                   f"{score.recall(images, lambda f: f['pose'] != 'frontal'):.3f}, small or dim "
                   f"{score.recall(images, lambda f: f['small'] or f['dim']):.3f}), "
                   f"{score.false_faces_per_image():.2f} false faces per image "

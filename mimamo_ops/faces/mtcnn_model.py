@@ -13,13 +13,15 @@ The Keras port's weights take untransposed images (row-major, unlike the origina
 normalised to (v - 127.5) / 128; box offsets are fractions of the box's width and height; landmarks are five x
 then five y, as box fractions.
 Everything runs on the device the detector is built for (CPU, or a GPU where there is one). On a CPU the
-networks run in one worker thread of their own with one intra-op thread: they are too small to gain from
-parallel convolutions, and on a busy machine (the pipeline's backbone runs beside the face stage) two OpenMP
-threads per convolution ran them 3 to 30 times slower (``bench/bench_faces.py``). With PyTorch's OpenMP
-backend the setting applies to that thread only.
+networks run on OpenVINO by default (``MtcnnDetector(runtime=...)``), one thread each, or in eager PyTorch in one
+worker thread of their own with one intra-op thread: they are too small to gain from parallel convolutions, and on
+a busy machine (the pipeline's backbone runs beside the face stage) two OpenMP threads per convolution ran them 3
+to 30 times slower (``bench/bench_faces.py``). With PyTorch's OpenMP backend the setting applies to that thread
+only. Either way their rounding does not depend on the worker's thread budget.
 """
 import concurrent.futures
 import ctypes
+import hashlib
 import importlib.util
 import logging
 import pickle
@@ -34,6 +36,7 @@ from joblib.numpy_pickle import NumpyUnpickler
 from torch import nn
 
 from mimamo_ops.errors import FaceStageError
+from mimamo_ops.runtimes import resolve_runtime
 
 __all__ = ["MtcnnDetector", "Detections", "locate_mtcnn_weights", "read_weight_list", "square_boxes"]
 
@@ -253,35 +256,69 @@ def _use_one_thread_here() -> None:
     mkl_set_num_threads_local(1)
 
 
+class _OpenVinoNet:
+    """A network compiled on OpenVINO, called like the torch module: float32 tensor in, tensors out."""
+
+    def __init__(self, model: nn.Module, name: str, weights_sha256: str, input_shape: Tuple[int, ...]):
+        from mimamo_ops.openvino_models import load_openvino_model  # pylint: disable=import-outside-toplevel
+
+        self._compiled = load_openvino_model(model, name, weights_sha256, input_shape, "fp32", 1)
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(output) for output in self._compiled(x.numpy()))
+
+
+def _weights_sha256(folder: Path) -> str:
+    """SHA-256 over the three weight files, in order: the key of the networks' OpenVINO conversions."""
+    digest = hashlib.sha256()
+    for name in _WEIGHT_FILES:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
 class MtcnnDetector:
     """The three MTCNN networks, loaded once (about 0.1 s, 2 MB), on one device.
+
+    Runtimes (``runtime``, as the backbone's, ``mimamo_ops.runtimes``): on the CPU, "auto" runs the networks on
+    OpenVINO with one thread each (converted once and cached like the backbone, ``mimamo_ops.openvino_models``;
+    O-Net, the per-frame check, about 4x faster than eager torch; the same outputs within 1e-6); "torch" runs them
+    in eager PyTorch in one worker thread of their own (see the module docstring). On a GPU, torch.
 
     Args:
         device: torch device string ("cpu", "cuda", "cuda:1").
         min_face_px: smallest face side searched for in the full-image detector, pixels.
         thresholds: least face probability to pass P-Net, R-Net and O-Net.
+        runtime: one of ``mimamo_ops.runtimes.RUNTIMES``.
 
     Raises:
         FaceStageError: the weights cannot be found or read.
+        ValueError: an unknown runtime, or OpenVINO asked for off the CPU or without the package.
     """
 
     def __init__(self, device: str = "cpu", min_face_px: float = 20.0,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7)):
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), runtime: str = "auto"):
         folder = locate_mtcnn_weights()
         self.device = torch.device(device)
+        self.runtime = resolve_runtime(runtime, self.device)
         self.min_face_px = float(min_face_px)
         self.thresholds = tuple(float(t) for t in thresholds)
         self._pnet = _PNet(read_weight_list(folder / "pnet.lz4")).to(self.device).eval()
         self._rnet = _RNet(read_weight_list(folder / "rnet.lz4")).to(self.device).eval()
         self._onet = _ONet(read_weight_list(folder / "onet.lz4")).to(self.device).eval()
         self._worker = None
-        if self.device.type == "cpu":
+        if self.runtime == "openvino":
+            sha256 = _weights_sha256(folder)
+            self._pnet = _OpenVinoNet(self._pnet, "mtcnn_pnet", sha256, (1, 3, -1, -1))
+            self._rnet = _OpenVinoNet(self._rnet, "mtcnn_rnet", sha256, (-1, 3, 24, 24))
+            self._onet = _OpenVinoNet(self._onet, "mtcnn_onet", sha256, (-1, 3, 48, 48))
+        elif self.device.type == "cpu":
             self._worker = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="mtcnn", initializer=_use_one_thread_here)
-        logger.debug("loaded MTCNN from %s on %s", folder, self.device)
+        logger.debug("loaded MTCNN from %s on %s (%s)", folder, self.device, self.runtime)
 
     def _call(self, function, *args):
-        """Runs ``function(*args)`` in the CPU worker thread (see the module docstring), or here on a GPU."""
+        """Runs ``function(*args)`` in the CPU worker thread of the torch runtime (see the module docstring), or
+        here (OpenVINO, whose networks have one thread of their own, or a GPU)."""
         if self._worker is None:
             return function(*args)
         return self._worker.submit(function, *args).result()

@@ -48,6 +48,8 @@ class FaceConfig:
             shot cut is declared; a third of it suffices when the frames' layouts also differ
             (``mimamo_ops.faces.shots``).
         device: torch device for the MTCNN networks ("cpu", "cuda", "cuda:1").
+        runtime: what runs the MTCNN networks, one of ``mimamo_ops.runtimes.RUNTIMES``: "auto" (OpenVINO on the
+            CPU when installed, else torch), "torch" or "openvino" (``mtcnn_model.MtcnnDetector``).
     """
 
     backend: str = "mtcnn"
@@ -66,6 +68,7 @@ class FaceConfig:
     reid_max_distance: float = 0.55
     cut_threshold: float = 0.45
     device: str = "cpu"
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in FACE_BACKENDS:
