@@ -3,7 +3,8 @@
 * ``<out_dir>/<stem>_aligned/frame_det_<face_id:02d>_<frame:06d>.bmp``: the aligned crops, lossless BMP,
   ``frame`` 1-based as OpenFace numbers frames (spec 2.3).
 * ``<out_dir>/<stem>.csv``: one row per face per frame, and one row with ``success`` 0 and empty face
-  columns for a frame without a face. Columns: ``frame`` (1-based), ``face_id``, ``timestamp`` (s),
+  columns for a frame without a face. Columns: ``frame`` (1-based), ``face_id`` (the person), ``track_id`` (the
+  continuous segment of that person, ended by a shot cut or a lost face), ``timestamp`` (s),
   ``confidence``, ``success``, ``box_x0, box_y0, box_x1, box_y1`` (px), ``x_0..x_67``, ``y_0..y_67`` (px).
 """
 import csv
@@ -17,7 +18,7 @@ from mimamo_ops.faces.records import FrameFaces
 
 __all__ = ["FaceWriteSummary", "write_faces", "aligned_image_name"]
 
-_HEADER = (["frame", "face_id", "timestamp", "confidence", "success", "box_x0", "box_y0", "box_x1", "box_y1"]
+_HEADER = (["frame", "face_id", "track_id", "timestamp", "confidence", "success", "box_x0", "box_y0", "box_x1", "box_y1"]
            + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)])
 
 
@@ -62,7 +63,7 @@ def write_faces(frames: Iterable[FrameFaces], out_dir: Path, stem: str) -> FaceW
         for frame in frames:
             summary.frames += 1
             if not frame.faces:
-                writer.writerow([frame.index + 1, "", f"{frame.timestamp_s:.6f}", 0, 0] + [""] * (len(_HEADER) - 5))
+                writer.writerow([frame.index + 1, "", "", f"{frame.timestamp_s:.6f}", 0, 0] + [""] * (len(_HEADER) - 6))
                 continue
             summary.frames_with_face += 1
             for face in frame.faces:
@@ -72,7 +73,7 @@ def write_faces(frames: Iterable[FrameFaces], out_dir: Path, stem: str) -> FaceW
                 summary.crops += 1
                 summary.face_ids.add(face.face_id)
                 writer.writerow(
-                    [frame.index + 1, face.face_id, f"{frame.timestamp_s:.6f}", f"{face.confidence:.4f}", 1]
+                    [frame.index + 1, face.face_id, face.track_id, f"{frame.timestamp_s:.6f}", f"{face.confidence:.4f}", 1]
                     + [f"{v:.2f}" for v in face.box]
                     + [f"{v:.2f}" for v in face.landmarks[:, 0]] + [f"{v:.2f}" for v in face.landmarks[:, 1]])
     return summary

@@ -20,10 +20,12 @@ def test_faces_command_writes_openface_layout_crops_and_csv(tmp_path, capsys):
     with open(tmp_path / "out" / "two.people.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 24
-    assert list(rows[0])[:9] == ["frame", "face_id", "timestamp", "confidence", "success", "box_x0", "box_y0",
-                                 "box_x1", "box_y1"]
+    assert list(rows[0])[:10] == ["frame", "face_id", "track_id", "timestamp", "confidence", "success", "box_x0",
+                                  "box_y0", "box_x1", "box_y1"]
     assert "x_67" in rows[0] and "y_67" in rows[0]
     assert {(int(r["frame"]), int(r["face_id"])) for r in rows} == {(f, i) for f in range(1, 13) for i in (0, 1)}
+    # Two people, each seen throughout: one continuous track each, numbered like the people here.
+    assert {(int(r["face_id"]), int(r["track_id"])) for r in rows} == {(0, 0), (1, 1)}
     assert all(r["success"] == "1" for r in rows)
     assert abs(float(rows[-1]["timestamp"]) - 11 / 30) < 1e-6
     assert "24 crops of 2 face(s) in 12 of 12 frames" in capsys.readouterr().out
@@ -37,6 +39,7 @@ def test_faces_command_on_a_face_free_clip_writes_no_crops_and_says_so(tmp_path,
     with open(tmp_path / "out" / "empty_room.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["success"] for r in rows] == ["0"] * 6 and [int(r["frame"]) for r in rows] == list(range(1, 7))
+    assert all(r["face_id"] == "" and r["track_id"] == "" for r in rows)
 
 
 def test_faces_command_reports_a_bad_file_as_one_line_error(tmp_path, capsys):
