@@ -1,9 +1,10 @@
-"""The dlib face stage (``backend="dlib"``) on real encoded clips (tests/clips.py): coverage, stability, ids, bad files."""
+"""The built-in face stages (``backend="mtcnn"``, the default, and ``"dlib"``) on real encoded clips
+(tests/clips.py): coverage, stability, ids, bad files. Every test runs once per backend."""
 import numpy as np
 import pytest
 
 from mimamo_ops.errors import VideoError
-from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, make_face_extractor
+from mimamo_ops.faces import FaceConfig, make_face_extractor
 from mimamo_ops.faces.alignment import build_warp_matrix, transform_points
 from mimamo_ops.faces.template import OPENFACE_PDM_FILE
 from mimamo_ops.video import probe_video
@@ -15,14 +16,19 @@ def clip_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("face_clips")
 
 
-@pytest.fixture(scope="module")
-def single(clip_dir):
-    return make_face_extractor(FaceConfig(backend="dlib"))
+@pytest.fixture(scope="module", params=["mtcnn", "dlib"])
+def backend(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def multi():
-    return DlibFaceExtractor(FaceConfig(backend="dlib", multi_face=True))
+def single(backend):
+    return make_face_extractor(FaceConfig(backend=backend))
+
+
+@pytest.fixture(scope="module")
+def multi(backend):
+    return make_face_extractor(FaceConfig(backend=backend, multi_face=True))
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +125,10 @@ def test_truncated_file_raises_video_error_naming_the_file(tmp_path, single):
         list(single.extract(str(path)))
 
 
-def test_mask_and_face_size_options(clip_dir):
+def test_mask_and_face_size_options(clip_dir, backend):
     path = clips.static_face_clip(clip_dir / "static_small.mp4", n_frames=3)
-    plain = DlibFaceExtractor(FaceConfig(face_size=224))
-    masked = DlibFaceExtractor(FaceConfig(face_size=224, mask=True))
+    plain = make_face_extractor(FaceConfig(backend=backend, face_size=224))
+    masked = make_face_extractor(FaceConfig(backend=backend, face_size=224, mask=True))
     crop = list(plain.extract(str(path)))[0].faces[0].aligned
     crop_masked = list(masked.extract(str(path)))[0].faces[0].aligned
     assert crop.shape == crop_masked.shape == (224, 224, 3)
@@ -131,14 +137,14 @@ def test_mask_and_face_size_options(clip_dir):
     assert (crop_masked.sum(axis=2) == 0).mean() > 0.15
 
 
-def test_openface_pdm_template_is_used_when_given(tmp_path, clip_dir):
+def test_openface_pdm_template_is_used_when_given(tmp_path, clip_dir, backend):
     # A PDM whose mean shape is the default template scaled by 1.25 gives crops zoomed by 1.25.
-    default = DlibFaceExtractor(FaceConfig())
+    default = make_face_extractor(FaceConfig(backend=backend))
     mean = np.zeros((68, 3))
     mean[:, :2] = default.template * 1.25
     values = np.concatenate([mean[:, 0], mean[:, 1], mean[:, 2]])
     (tmp_path / OPENFACE_PDM_FILE).write_text("# mean\n204\n1\n6\n" + "\n".join(f"{v:.8f}" for v in values) + "\n")
-    with_pdm = DlibFaceExtractor(FaceConfig(template_path=str(tmp_path)))
+    with_pdm = make_face_extractor(FaceConfig(backend=backend, template_path=str(tmp_path)))
     np.testing.assert_allclose(with_pdm.template, default.template * 1.25, atol=1e-6)
     path = clips.static_face_clip(clip_dir / "static_pdm.mp4", n_frames=2)
     face_default = list(default.extract(str(path)))[0].faces[0]
@@ -183,10 +189,10 @@ def test_vanished_face_gives_empty_frames_and_is_found_again(face_gap_clip, sing
     assert {face.face_id for f in frames for face in f.faces} == {0}
 
 
-def test_track_ends_after_the_grace_period_and_the_person_returns_with_their_id(face_gap_clip):
+def test_track_ends_after_the_grace_period_and_the_person_returns_with_their_id(face_gap_clip, backend):
     ids = lambda config: [[(face.face_id, face.track_id) for face in f.faces]  # noqa: E731
-                          for f in DlibFaceExtractor(config).extract(str(face_gap_clip))]
-    past_grace = ids(FaceConfig(backend="dlib", multi_face=True, max_missing_frames=3))
+                          for f in make_face_extractor(config).extract(str(face_gap_clip))]
+    past_grace = ids(FaceConfig(backend=backend, multi_face=True, max_missing_frames=3))
     assert past_grace[:10] == [[(0, 0)]] * 10, "one person, one track"
     assert past_grace[20:] == [[(0, 1)]] * 10, "a new track, re-identified as the same person"
 
