@@ -20,7 +20,9 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Returns the scaled rotation A with ``A @ (p - mean(source)) ~ q - mean(target)`` (spec 2.6 step 4).
 
     Both sets are centred on their means and divided by their RMS radii; the rotation is the Kabsch solution
-    of the normalised sets (reflections excluded) and the scale is the ratio of the RMS radii.
+    of the normalised sets (reflections excluded) and the scale is the ratio of the RMS radii. In 2-D the Kabsch
+    rotation has a closed form: the angle ``atan2(sum p x q, sum p . q)`` of the centred pairs (p, q), which
+    maximises ``sum q . R p`` as the SVD solution does.
 
     Args:
         source: float (n, 2) points (x, y), n >= 2, not all equal.
@@ -42,13 +44,10 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     scale_dst = np.sqrt((dst ** 2).sum() / dst.shape[0])
     if scale_src == 0 or scale_dst == 0:
         raise ValueError("a point set has zero extent (all points equal)")
-    src /= scale_src
-    dst /= scale_dst
-    u, _, vt = np.linalg.svd(src.T @ dst)
-    v = vt.T
-    d = 1.0 if np.linalg.det(v @ u.T) > 0 else -1.0
-    rotation = v @ np.diag([1.0, d]) @ u.T
-    return (scale_dst / scale_src) * rotation
+    cross = float(np.sum(src[:, 0] * dst[:, 1] - src[:, 1] * dst[:, 0]))
+    angle = np.arctan2(cross, float(np.sum(src * dst)))
+    cos, sin = np.cos(angle), np.sin(angle)
+    return (scale_dst / scale_src) * np.array([[cos, -sin], [sin, cos]])
 
 
 def build_warp_matrix(landmarks: np.ndarray, template: np.ndarray, face_size: int) -> np.ndarray:

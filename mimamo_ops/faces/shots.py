@@ -7,14 +7,15 @@ Bhattacharyya distance of their histograms exceeds the threshold, or when it exc
 grey layouts are unrelated (correlation below ``_MAX_CUT_CORRELATION``): two shots of the same room, with a
 different person in front, keep their colours but not their layout. Camera motion, a moving person and
 lighting flicker change the histogram little (distances ~0.05-0.1, layout correlation above 0.95 on the test
-clips); a cut changes both (~0.35-0.6, correlation ~0.4). Cost: about 0.1 ms per frame.
+clips); a cut changes both (~0.35-0.6, correlation ~0.4). Cost: about 0.6 ms per 640x360 frame, most of it the
+thumbnail, made once for both measures.
 """
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["ShotCutDetector", "frame_histogram", "frame_layout", "histogram_distance"]
+__all__ = ["ShotCutDetector", "frame_thumbnail", "frame_histogram", "frame_layout", "histogram_distance"]
 
 _THUMBNAIL_SIZE = (64, 36)  # (width, height) pixels
 _BINS = (8, 4, 4)  # hue, saturation, value
@@ -23,24 +24,29 @@ _LAYOUT_SIZE = (32, 18)  # (width, height) pixels
 _MAX_CUT_CORRELATION = 0.6
 
 
-def frame_histogram(rgb: np.ndarray) -> np.ndarray:
-    """Returns the frame's colour histogram.
+def frame_thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB frame -> its uint8 (36, 64, 3) RGB thumbnail (area average)."""
+    return cv2.resize(rgb, _THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA)
+
+
+def frame_histogram(thumbnail: np.ndarray) -> np.ndarray:
+    """Returns a frame's colour histogram.
 
     Args:
-        rgb: uint8 (H, W, 3) RGB frame.
+        thumbnail: uint8 (36, 64, 3) RGB, from ``frame_thumbnail``.
 
     Returns:
         float32 (8, 4, 4) HSV histogram summing to 1.
     """
-    thumbnail = cv2.resize(rgb, _THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(_BINS), list(_RANGES))
     return histogram / max(float(histogram.sum()), 1.0)
 
 
-def frame_layout(rgb: np.ndarray) -> np.ndarray:
-    """Returns the frame's coarse grey layout: float64 (18, 32), zero mean and unit norm (flat frames: zeros)."""
-    grey = cv2.cvtColor(cv2.resize(rgb, _THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+def frame_layout(thumbnail: np.ndarray) -> np.ndarray:
+    """Returns a frame's coarse grey layout from its ``frame_thumbnail``: float64 (18, 32), zero mean and unit norm
+    (flat frames: zeros)."""
+    grey = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2GRAY)
     layout = cv2.resize(grey, _LAYOUT_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64)
     layout -= layout.mean()
     norm = np.linalg.norm(layout)
@@ -65,7 +71,8 @@ class ShotCutDetector:
 
     def is_cut(self, rgb: np.ndarray) -> bool:
         """Returns True when ``rgb`` (uint8 (H, W, 3)) starts a new shot; the first frame is never a cut."""
-        current = (frame_histogram(rgb), frame_layout(rgb))
+        thumbnail = frame_thumbnail(rgb)
+        current = (frame_histogram(thumbnail), frame_layout(thumbnail))
         previous, self._previous = self._previous, current
         if previous is None:
             return False
