@@ -36,10 +36,15 @@ def drop_permission_override() -> None:
 
 def run_without_permission_override(command: List[str], env: Dict[str, str], cwd: Path, timeout_s: float
                                     ) -> subprocess.CompletedProcess:
-    """Runs ``command`` (an argument list) with file permissions enforced, capturing text output."""
+    """Runs ``command`` (an argument list) with file permissions enforced, capturing its output as text.
+
+    The child writes UTF-8 (``PYTHONUTF8=1``) and the output is decoded as UTF-8, whatever locale this process
+    has: in one CI run this process's preferred encoding had become ASCII by then, and the progress bars'
+    block characters failed to decode."""
     launcher = [sys.executable, "-m", "tests.unprivileged"]
-    env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])))
-    return subprocess.run(launcher + command, env=env, cwd=str(cwd), capture_output=True, text=True,
+    env = dict(env, PYTHONUTF8="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])))
+    return subprocess.run(launcher + command, env=env, cwd=str(cwd), capture_output=True, encoding="utf-8",
                           timeout=timeout_s, check=False)
 
 
