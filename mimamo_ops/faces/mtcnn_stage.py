@@ -13,11 +13,13 @@ Detection: ``mtcnn_model.MtcnnDetector`` finds frontal, three-quarter and profil
   O-Net's box and points).
 
 The landmarks map onto the alignment's 24 rigid points exactly as the dlib stage's do (they are the same
-iBUG-68 points from the same predictor), and the same template is used. On the 24 frontal, well-lit faces of
-80 px and more in ``tests/data/faces``, after six tracked frames, the eye and mouth corners in the 112-px crops
-of the two stages were within 1.5 px for 21 faces (median 0.86 px, worst 3.5 px on grimaces); the dlib stage
-against itself on the same photos moved by 3 px: 22 of 24 (median 0.87 px, worst 3.05 px), so the two stages
-differ about as much as the dlib stage differs from itself. ``tests/ops/test_faces_crop_agreement.py`` holds it.
+iBUG-68 points from the same predictor), and the same template is used. A frontal face that dlib's full-frame
+HOG detector sees (80 px and more at ``upsample`` 0) starts its track from that HOG box, as in the dlib stage,
+so on the 24 frontal, well-lit faces of 80 px and more in ``tests/data/faces`` the first frame's crops are the
+same as the dlib stage's (eye and mouth corners 0.00 px apart). While tracking, each stage refits by its own
+check; after six frames of a still photo 23 of the 24 faces still agree within 1.5 px (median 0.00 px) and one
+differs by 2.6 px, less than the dlib stage's own largest frame-to-frame move on these photos (3.95 px;
+median 1.1 px). ``tests/ops/test_faces_crop_agreement.py`` holds it.
 """
 from typing import NamedTuple, Optional, Tuple
 
@@ -88,10 +90,16 @@ class MtcnnFitter(FaceFitter):
     """
 
     def __init__(self, model: LandmarkModel, detector: MtcnnDetector, min_probability: float,
-                 min_hog_score: float):
+                 min_hog_score: float, upsample: int):
         super().__init__(model, min_hog_score)
         self._detector = detector
         self._min_probability = float(min_probability)
+        self._min_hog_score = float(min_hog_score)
+        self._upsample = int(upsample)
+        # The last frame's full-frame HOG detections: (frame, float64 (K, 4) boxes); detection frames that start
+        # several tracks run the HOG detector once.
+        self._hog_frame: Optional[ColourFrame] = None
+        self._hog_boxes = np.zeros((0, 4))
         mean = model.mean_shape
         self._mean_angle = _face_angle_rad(np.stack([
             mean[_RIGHT_EYE].mean(axis=0), mean[_LEFT_EYE].mean(axis=0), mean[30],
@@ -126,10 +134,12 @@ class MtcnnFitter(FaceFitter):
     def fit_detected(self, frame: ColourFrame, box: np.ndarray) -> Tuple[np.ndarray, Optional[float], np.ndarray]:
         """Fits a face in a full-frame detection box and checks it.
 
-        The predictor starts from MTCNN's five points. When dlib's HOG detector also finds the face in the
-        fitted patch (frontal faces), the landmarks are fitted once more in its box and the track is
-        calibrated by it, exactly as the dlib stage fits and calibrates its tracks: on frontal faces the two
-        stages then give the same crops. Turned faces keep the MTCNN fit and the unit calibration.
+        The predictor starts from MTCNN's five points. When dlib's HOG detector, run over the whole frame as the
+        dlib stage runs it (same ``upsample`` and threshold), has a box where the fitted face's predictor box is
+        (frontal faces of 80 px and more at ``upsample`` 0), the landmarks are fitted again in that box and the
+        track is calibrated by it, exactly as the dlib stage starts its tracks: on such faces the two stages
+        start from the same landmarks. Faces it misses are looked for by HOG in the upright patch around the
+        fit (frontal faces too small for the full-frame scan), else keep the MTCNN fit and the unit calibration.
 
         Returns:
             landmarks: float32 (68, 2) pixels; score: O-Net face probability, or None when the fit fails;
@@ -139,12 +149,27 @@ class MtcnnFitter(FaceFitter):
         start = self.initial_landmarks(detection.boxes[0], detection.points[0])
         landmarks = self._fit_from(frame.gray, start)
         calibration = _UNIT_BOX
-        matrix, patch, hog_box, _, _ = self._check(frame.gray, landmarks, _UNIT_BOX)
-        if hog_box is not None:
-            frame_box = _frame_box(cv2.invertAffineTransform(matrix), hog_box)
-            landmarks = self._model.predict(frame.gray, frame_box)
-            calibration = self.calibration(frame_box, landmarks)
+        frontal_box = self._frontal_box(frame, landmarks)
+        if frontal_box is None:
+            matrix, _, hog_box, _, _ = self._check(frame.gray, landmarks, _UNIT_BOX)
+            if hog_box is not None:
+                frontal_box = _frame_box(cv2.invertAffineTransform(matrix), hog_box)
+        if frontal_box is not None:
+            landmarks = self._model.predict(frame.gray, frontal_box)
+            calibration = self.calibration(frontal_box, landmarks)
         return landmarks, self._check_face(frame, landmarks)[0], calibration
+
+    def _frontal_box(self, frame: ColourFrame, landmarks: np.ndarray) -> Optional[np.ndarray]:
+        """The full-frame HOG detection that frames ``landmarks`` as the predictor's box would (overlap with the
+        unit box of face units at least ``_REFIT_IOU``), float64 (4,) frame pixels, or None."""
+        if frame is not self._hog_frame:
+            self._hog_boxes = self._model.detect(frame.gray, self._upsample, self._min_hog_score)[0]
+            self._hog_frame = frame
+        if len(self._hog_boxes) == 0:
+            return None
+        overlaps = [_iou(self.calibration(box, landmarks), _UNIT_BOX) for box in self._hog_boxes]
+        best = int(np.argmax(overlaps))
+        return self._hog_boxes[best] if overlaps[best] >= _REFIT_IOU else None
 
     def fit_tracked(self, frame: ColourFrame, previous: np.ndarray, calibration: np.ndarray,
                     shift_px: np.ndarray) -> Tuple[np.ndarray, Optional[float]]:
@@ -208,7 +233,8 @@ class MtcnnFaceExtractor(TrackingFaceExtractor):
         probability = config.min_face_probability
         self.detector = MtcnnDetector(config.device, config.min_face_px, thresholds=(0.6, 0.7, probability),
                                       runtime=config.runtime)
-        self._mtcnn_fitter = MtcnnFitter(self._model, self.detector, probability, config.min_detector_score)
+        self._mtcnn_fitter = MtcnnFitter(self._model, self.detector, probability, config.min_detector_score,
+                                         config.upsample)
 
     @property
     def _fitter(self) -> MtcnnFitter:

@@ -34,8 +34,9 @@ class FaceConfig:
         max_missing_frames: grace period in frames: a track that found no face for more consecutive frames
             than this ends; a face seen again later starts a new track (new ``track_id``) and gets its
             ``face_id`` back when its descriptor matches.
-        upsample: times the full-frame detector upsamples the frame (each doubles its size). 0 finds faces of
-            about 80 px and larger; 1 about 40 px, at about 4 times the cost.
+        upsample: times dlib's full-frame HOG detector upsamples the frame (each doubles its size). 0 finds
+            faces of about 80 px and larger; 1 about 40 px, at about 4 times the cost. The MTCNN stage runs the
+            same scan when it starts a track, to start frontal faces from the box the dlib stage would use.
         min_detector_score: threshold on dlib's HOG detector score (0 is dlib's default) for both the
             full-frame detector and the per-frame quality check.
         min_track_iou: the least box overlap (intersection over union) with which a detection continues a lost

@@ -1,13 +1,14 @@
 """The MTCNN stage's crops agree with the dlib stage's on frontal faces (issue 9, item 2).
 
-Both stages end in the same 68 iBUG points and the same alignment (spec 2.6), so on a frontal, well-lit face of
-80 px or more the eye and mouth corners must land at the same place in the 112x112 crop. Each labelled photo
-is fed to each stage as a still clip of ``_FRAMES`` frames (the tracked fit settles after a few frames), and the
-last frame's faces are compared.
+Both stages end in the same 68 iBUG points and the same alignment (spec 2.6). On a frontal, well-lit face of
+80 px or more, dlib's full-frame HOG detector sees the face, and the MTCNN stage then starts its track from the
+same HOG box as the dlib stage: the first frame's crops must be the same. Each labelled photo is fed to each
+stage as a still clip of ``_FRAMES`` frames and the eye and mouth corners compared in the 112x112 crop, on the
+first frame and on the last.
 
-The dlib stage itself is the yardstick: the same photo moved by 3 px moves its corners in the crop by up to
-about 3 px (face-shape fits are not translation invariant), so the agreement asked for is that typical
-differences stay under 1.5 px, not that no face ever exceeds it.
+While tracking, each stage decides by its own check (HOG or O-Net) when to refit, so they may part. The dlib
+stage itself is the yardstick there: on a still photo its corners move from frame to frame (the shape
+predictor's fit is not a fixed point), and the two stages need not agree better than that.
 """
 from pathlib import Path
 from typing import Dict, List
@@ -36,55 +37,65 @@ def _frontal_faces(image: LabelledImage) -> List[int]:
             if face["pose"] == "frontal" and not face["dim"] and sides[k] >= _MIN_FACE_PX]
 
 
-def _crop_corners(extractor, image: LabelledImage, rgb: np.ndarray) -> Dict[int, np.ndarray]:
-    """Per labelled face found, float64 (6, 2) eye and mouth corners in the 112-px crop of the last frame."""
+def _crop_corners(extractor, image: LabelledImage, rgb: np.ndarray) -> List[Dict[int, np.ndarray]]:
+    """Per frame of the still clip and labelled face found, float64 (6, 2) eye and mouth corners in its
+    112-px crop."""
     frames = [VideoFrame(index=i, timestamp_s=i / 30, rgb=rgb) for i in range(_FRAMES)]
-    last = list(extractor.extract_frames(frames))[-1]
-    corners = {}
-    for face in last.faces:
-        iou = box_iou_matrix(image.boxes_px, np.asarray(face.box))[:, 0]
-        best = int(np.argmax(iou))
-        if iou[best] >= 0.5:
-            # The face's landmarks through the warp that made its crop.
-            matrix = build_warp_matrix(face.landmarks, extractor.template, extractor.config.face_size)
-            corners[best] = transform_points(matrix, face.landmarks[_CORNERS])
-    return corners
+    per_frame = []
+    for frame_faces in extractor.extract_frames(frames):
+        corners = {}
+        for face in frame_faces.faces:
+            iou = box_iou_matrix(image.boxes_px, np.asarray(face.box))[:, 0]
+            best = int(np.argmax(iou))
+            if iou[best] >= 0.5:
+                # The face's landmarks through the warp that made its crop.
+                matrix = build_warp_matrix(face.landmarks, extractor.template, extractor.config.face_size)
+                corners[best] = transform_points(matrix, face.landmarks[_CORNERS])
+        per_frame.append(corners)
+    return per_frame
+
+
+def _worst_px(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b, axis=1).max())
 
 
 @pytest.fixture(scope="module")
 def corner_distances():
-    """Worst eye/mouth-corner distance (crop px) per frontal face: MTCNN vs dlib, and dlib vs dlib moved 3 px."""
+    """Per frontal face, the worst eye/mouth-corner distance (crop px): MTCNN vs dlib on the first and on the
+    last frame, and the dlib stage's largest move between consecutive frames of the still clip."""
     mtcnn = MtcnnFaceExtractor(FaceConfig(multi_face=True))
     dlib = DlibFaceExtractor(FaceConfig(backend="dlib", multi_face=True))
-    against_dlib, dlib_moved, missed = [], [], []
+    first, last, dlib_jitter, missed = [], [], [], []
     for image in load_labelled_images(LABELS):
         wanted = _frontal_faces(image)
         if not wanted:
             continue
         rgb = image.read_rgb()
-        moved = np.roll(rgb, (3, 3), axis=(0, 1))
         by_dlib = _crop_corners(dlib, image, rgb)
         by_mtcnn = _crop_corners(mtcnn, image, rgb)
-        by_dlib_moved = _crop_corners(dlib, image, moved)  # boxes 3 px off still overlap their labels
         for k in wanted:
-            if k not in by_dlib or k not in by_mtcnn:
+            if not all(k in frame for frame in by_dlib + by_mtcnn):
                 missed.append((image.name, k))
                 continue
-            against_dlib.append(np.linalg.norm(by_mtcnn[k] - by_dlib[k], axis=1).max())
-            if k in by_dlib_moved:
-                dlib_moved.append(np.linalg.norm(by_dlib_moved[k] - by_dlib[k], axis=1).max())
-    return np.array(against_dlib), np.array(dlib_moved), missed
+            first.append(_worst_px(by_mtcnn[0][k], by_dlib[0][k]))
+            last.append(_worst_px(by_mtcnn[-1][k], by_dlib[-1][k]))
+            dlib_jitter.append(max(_worst_px(a[k], b[k]) for a, b in zip(by_dlib, by_dlib[1:])))
+    return np.array(first), np.array(last), np.array(dlib_jitter), missed
 
 
-def test_both_stages_find_every_frontal_face_of_the_labelled_set(corner_distances):
-    against_dlib, _, missed = corner_distances
-    assert missed == [] and len(against_dlib) >= 20
+def test_both_stages_find_and_keep_every_frontal_face_of_the_labelled_set(corner_distances):
+    first, _, _, missed = corner_distances
+    assert missed == [] and len(first) >= 20
 
 
-def test_mtcnn_crops_agree_with_dlib_crops_within_a_pixel_and_a_half(corner_distances):
-    against_dlib, dlib_moved, _ = corner_distances
-    within = float(np.mean(against_dlib <= _AGREE_PX))
-    assert np.median(against_dlib) <= 1.0, against_dlib
-    assert within >= 0.8, against_dlib
-    # No worse than the dlib stage's own sensitivity to a 3-px move of the photo (its worst face, plus 1 px).
-    assert against_dlib.max() <= dlib_moved.max() + 1.0, (against_dlib, dlib_moved)
+def test_the_stages_start_a_frontal_face_from_the_same_crop(corner_distances):
+    first, _, _, _ = corner_distances
+    assert first.max() <= 0.01, first
+
+
+def test_tracked_crops_agree_within_a_pixel_and_a_half(corner_distances):
+    _, last, dlib_jitter, _ = corner_distances
+    assert np.mean(last <= _AGREE_PX) >= 0.9, last
+    assert np.median(last) <= 0.5, last
+    # Where they part, by no more than the dlib stage's own frame-to-frame move on some still face.
+    assert last.max() <= dlib_jitter.max(), (last, dlib_jitter)
