@@ -325,7 +325,14 @@ class MtcnnDetector:
         return self._worker.submit(function, *args).result()
 
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (B, H, W, 3) RGB -> normalised float32 (B, 3, H, W)."""
+        """uint8 (B, H, W, 3) RGB -> normalised float32 (B, 3, H, W) on the device.
+
+        On the CPU in numpy (the same float32 operations; a quarter of the time of torch's small-tensor calls
+        for O-Net's per-frame check), on a GPU there (the uint8 frame is what crosses the bus).
+        """
+        if self.device.type == "cpu":
+            batch = (np.asarray(images).transpose(0, 3, 1, 2).astype(np.float32) - _PIXEL_MEAN) * _PIXEL_SCALE
+            return torch.from_numpy(batch)
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         return (batch.permute(0, 3, 1, 2).float() - _PIXEL_MEAN) * _PIXEL_SCALE
 
@@ -412,10 +419,9 @@ class MtcnnDetector:
 
     @torch.no_grad()
     def _run_onet(self, crops: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        offsets, points, probability = self._onet(self._to_tensor(crops))
-        points = points.double().cpu().numpy()
-        return (offsets.double().cpu().numpy(), np.stack([points[:, :5], points[:, 5:]], axis=2),
-                probability.double().cpu().numpy())
+        offsets, points, probability = (output.cpu().numpy().astype(np.float64)
+                                        for output in self._onet(self._to_tensor(crops)))
+        return offsets, np.stack([points[:, :5], points[:, 5:]], axis=2), probability
 
     def score_boxes(self, rgb: np.ndarray, boxes: np.ndarray) -> Detections:
         """Runs O-Net on given boxes: refined boxes, face probabilities and five landmarks.
