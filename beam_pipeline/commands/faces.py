@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                         help="multi-face: run the full-frame detector every N frames to find new faces "
                         f"(default {FaceConfig.detect_every})")
     parser.add_argument("--upsample", type=int, default=FaceConfig.upsample,
-                        help="dlib backend: detector upsampling (0: faces of ~80 px and up; 1: ~40 px, 4x slower)")
+                        help="dlib's HOG detector upsampling (dlib backend: its detector, 0: faces of ~80 px and up, 1: ~40 px, "
+                        "4x slower; mtcnn backend: the scan that starts frontal faces as the dlib stage does)")
     parser.set_defaults(handler=extract_faces)
 
 
