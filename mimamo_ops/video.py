@@ -84,7 +84,8 @@ class VideoInfo:
         duration_s: stream (or container) duration in seconds, or None when unknown.
         rotation_deg: counter-clockwise rotation applied to decoded frames to make them upright; one of
             0, 90, 180, 270.
-        codec: FFmpeg decoder name (e.g. ``"h264"``, ``"mpeg4"``).
+        codec: FFmpeg's name of the stream's codec (e.g. ``"h264"``, ``"hevc"``, ``"av1"``), not of the decoder
+            that reads it (``"libdav1d"`` for AV1).
     """
 
     path: str
@@ -164,7 +165,7 @@ def probe_video(source: VideoSource) -> VideoInfo:
             frame_count=_declared_frame_count(stream, fps, duration_s),
             duration_s=duration_s,
             rotation_deg=rotation_deg,
-            codec=stream.codec_context.name,
+            codec=stream.codec.canonical_name,
         )
 
 

@@ -55,8 +55,8 @@ def face_photo(variant: int = 0) -> np.ndarray:
 
 def write_clip(path: PathLike, frames: Iterable[np.ndarray], fps: int = DEFAULT_FPS, codec: Optional[str] = None,
                pts_s: Optional[Sequence[float]] = None, rotation_deg: Optional[int] = None,
-               gop: int = 30, faststart: bool = False) -> Path:
-    """Encodes RGB frames to a video file (yuv420p).
+               gop: int = 30, faststart: bool = False, pix_fmt: str = "yuv420p") -> Path:
+    """Encodes RGB frames to a video file.
 
     Args:
         path: output file; its suffix picks the container.
@@ -70,6 +70,7 @@ def write_clip(path: PathLike, frames: Iterable[np.ndarray], fps: int = DEFAULT_
             convention), or None for no display matrix.
         gop: maximum keyframe interval in frames.
         faststart: put the mp4 index (moov atom) before the media data.
+        pix_fmt: the encoded pixel format ("yuv420p10le": 10-bit, as phones record HDR HEVC).
 
     Returns:
         ``Path(path)``.
@@ -79,7 +80,7 @@ def write_clip(path: PathLike, frames: Iterable[np.ndarray], fps: int = DEFAULT_
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.codec_context.gop_size = gop
         if codec == "libx264":
             stream.options = {"crf": "18", "preset": "veryfast"}
@@ -243,10 +244,11 @@ def vfr_clip(path: PathLike, n_frames: int = 30) -> Path:
     return write_clip(path, moving_face_frames(n_frames), pts_s=vfr_timestamps(n_frames))
 
 
-def other_container_clip(path: PathLike, n_frames: int = 30) -> Path:
+def other_container_clip(path: PathLike, n_frames: int = 30, codec: Optional[str] = None,
+                         pix_fmt: str = "yuv420p") -> Path:
     """Writes the moving face in the container given by the suffix (default codec: MPEG-4 Part 2 for .avi,
-    H.264 for .mkv)."""
-    return write_clip(path, moving_face_frames(n_frames))
+    H.264 for .mkv) or with the given encoder and pixel format."""
+    return write_clip(path, moving_face_frames(n_frames), codec=codec, pix_fmt=pix_fmt)
 
 
 def corrupt_file(path: PathLike, n_bytes: int = 65536, seed: int = 0) -> Path:

@@ -172,9 +172,18 @@ def test_bad_arguments_raise_value_error(kwargs, moving_mp4):
         list(iter_frames(moving_mp4, **kwargs))
 
 
-@pytest.mark.parametrize("suffix, codec", [(".avi", "mpeg4"), (".mkv", "h264")])
-def test_other_containers_decode_to_the_same_content(suffix, codec, clip_dir, face_frames):
-    path = clips.other_container_clip(clip_dir / f"other_content{suffix}")
+@pytest.mark.parametrize("suffix, encoder, pix_fmt, codec", [
+    (".avi", None, "yuv420p", "mpeg4"),
+    (".mkv", None, "yuv420p", "h264"),
+    (".mp4", "libx265", "yuv420p", "hevc"),
+    (".mov", "libx265", "yuv420p10le", "hevc"),  # 10-bit HEVC, as phones record
+    (".webm", "libvpx-vp9", "yuv420p", "vp9"),
+    (".mkv", "libsvtav1", "yuv420p10le", "av1"),
+])
+def test_other_containers_and_codecs_decode_to_the_same_content(suffix, encoder, pix_fmt, codec, clip_dir,
+                                                                 face_frames):
+    path = clips.other_container_clip(clip_dir / f"other_content_{codec}_{pix_fmt}{suffix}", codec=encoder,
+                                      pix_fmt=pix_fmt)
 
     info = probe_video(path)
     frames = list(iter_frames(path))
