@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--mediapipe", type=pathlib.Path, help="JSON from bench/mediapipe_boxes.py")
     args = parser.parse_args()
     images = load_labelled_images(LABELS)
-    mtcnn = MtcnnDetector(min_face_px=FaceConfig().min_face_px, thresholds=(0.6, 0.7, FaceConfig().min_face_probability))
+    defaults = FaceConfig()
+    mtcnn = MtcnnDetector(min_face_px=defaults.min_face_px, thresholds=(0.6, 0.7, defaults.min_face_probability))
     hog = LandmarkModel()
 
     def hog_boxes(rgb, upsample):

@@ -35,8 +35,9 @@ def register(subparsers) -> None:
                         help="multi-face: run the full-frame detector every N frames to find new faces "
                         f"(default {FaceConfig.detect_every})")
     parser.add_argument("--upsample", type=int, default=FaceConfig.upsample,
-                        help="dlib's HOG detector upsampling (dlib backend: its detector, 0: faces of ~80 px and up, 1: ~40 px, "
-                        "4x slower; mtcnn backend: the scan that starts frontal faces as the dlib stage does)")
+                        help="dlib's HOG detector upsampling (dlib backend: its detector, 0: faces of ~80 px and "
+                        "up, 1: ~40 px, 4x slower; mtcnn backend: the scan that starts frontal faces as the dlib "
+                        "stage does)")
     parser.set_defaults(handler=extract_faces)
 
 
