@@ -1,19 +1,21 @@
 """What the built-in face stages share: per frame, shot-cut check, tracking, person ids, similarity alignment.
 
 Per frame: ``shots.ShotCutDetector`` ends every track at a cut; ``tracking.FaceTracker`` fits the tracked faces
-and runs the backend's detector when needed; a track's first face gets a person id from
-``identity.IdentityRegistry`` (a dlib face descriptor, once per track); every face is aligned to the template
-(spec 2.6). The backends (``dlib_stage``, ``mtcnn_stage``) supply the detector, the fitter and the frame form
+and runs the backend's detector when needed; every face is aligned to the template (spec 2.6); a track's first
+face gets a person id from ``identity.IdentityRegistry`` (a dlib face descriptor), and ``identity.AppearanceWatch``
+says when a tracked face has changed enough to be identified again (split off as a new track when it is someone
+else's). The backends (``dlib_stage``, ``mtcnn_stage``) supply the detector, the fitter and the frame form
 these take.
 """
 import abc
+import dataclasses
 import logging
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from mimamo_ops.faces.alignment import build_warp_matrix, mask_face, transform_points, warp_face
-from mimamo_ops.faces.identity import FaceDescriber, IdentityRegistry
+from mimamo_ops.faces.identity import AppearanceWatch, FaceDescriber, IdentityRegistry, appearance_signature
 from mimamo_ops.faces.landmark_model import LandmarkModel
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FaceRecord, FrameFaces
 from mimamo_ops.faces.shots import ShotCutDetector
@@ -101,30 +103,62 @@ class TrackingFaceExtractor(FaceExtractor):
         tracker = FaceTracker(self._detect, self._fitter, self.config)
         cuts = ShotCutDetector(self.config.cut_threshold)
         people = IdentityRegistry(self.config.reid_max_distance)
+        watch = AppearanceWatch(self.config.reid_check_similarity, self.config.reid_check_gap_frames)
         for frame in frames:
             if cuts.is_cut(frame.rgb):
                 logger.debug("frame %d: shot cut, %s", frame.index, "ending every track")
                 tracker.reset()
             tracked = tracker.step(self._prepare(frame.rgb))
-            known = {face.track_id: people.person_of(face.track_id) for face in tracked}
-            on_screen = {person for person in known.values() if person is not None}
+            on_screen = {people.person_of(face.track_id) for face in tracked} - {None}
             faces = []
             for face in tracked:
-                person = known[face.track_id]
-                if person is None:
-                    descriptor = self._describer.describe(frame.rgb, face.landmarks)
-                    person = people.assign(face.track_id, descriptor, on_screen)
-                    on_screen.add(person)
-                faces.append(self._align(frame, face, person))
+                aligned = self._crop(frame, face)
+                face, person = self._identify(frame, face, aligned, tracker, people, watch, on_screen)
+                on_screen.add(person)
+                faces.append(self._record(frame, face, person, aligned))
+            watch.keep_only(tracker.live_track_ids())
             faces.sort(key=lambda record: record.face_id)
             yield FrameFaces(index=frame.index, timestamp_s=frame.timestamp_s, faces=tuple(faces))
 
-    def _align(self, frame: VideoFrame, face: TrackedFace, person: int) -> FaceRecord:
+    def _identify(self, frame: VideoFrame, face: TrackedFace, aligned: np.ndarray, tracker: FaceTracker,
+                  people: IdentityRegistry, watch: AppearanceWatch, on_screen: set) -> Tuple[TrackedFace, int]:
+        """The person a tracked face shows, and the face (under a new track id when its track was split).
+
+        A new track is identified by its descriptor. A known track is identified again when ``watch`` says its
+        face changed: still its person (within ``reid_max_distance``), the descriptor is kept as another view;
+        clearly someone else (beyond ``reid_switch_distance``), the track is split there and the new segment
+        identified as a new track; in between, nothing changes.
+        """
+        signature = appearance_signature(aligned)
+        person = people.person_of(face.track_id)
+        if person is not None and not watch.observe(face.track_id, frame.index, signature):
+            return face, person
+        descriptor = self._describer.describe(frame.rgb, face.landmarks)
+        if person is not None:
+            distance = people.distance(person, descriptor)
+            if distance <= self.config.reid_switch_distance:
+                if distance <= self.config.reid_max_distance:
+                    people.add_view(person, descriptor)
+                watch.checked(face.track_id, frame.index, signature)
+                return face, person
+            logger.debug("frame %d: track %d no longer shows person %d (descriptor distance %.3f)", frame.index,
+                         face.track_id, person, distance)
+            on_screen.discard(person)
+            face = dataclasses.replace(face, track_id=tracker.split(face.track_id))
+        person = people.assign(face.track_id, descriptor, on_screen)
+        watch.checked(face.track_id, frame.index, signature)
+        return face, person
+
+    def _crop(self, frame: VideoFrame, face: TrackedFace) -> np.ndarray:
+        """The face aligned to the template (spec 2.6): uint8 (S, S, 3) RGB, masked when configured."""
         size = self.config.face_size
         matrix = build_warp_matrix(face.landmarks, self.template, size)
         aligned = warp_face(frame.rgb, matrix, size)
         if self.config.mask:
             aligned = mask_face(aligned, transform_points(matrix, face.landmarks))
+        return aligned
+
+    def _record(self, frame: VideoFrame, face: TrackedFace, person: int, aligned: np.ndarray) -> FaceRecord:
         return FaceRecord(
             frame_index=frame.index,
             timestamp_s=frame.timestamp_s,

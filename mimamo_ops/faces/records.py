@@ -45,6 +45,12 @@ class FaceConfig:
         min_face_probability: least MTCNN O-Net face probability for a detection and for the per-frame check.
         reid_max_distance: largest Euclidean distance between 128-d dlib face descriptors for a new track to
             take an earlier person's ``face_id`` (dlib's own same-person threshold is 0.6).
+        reid_switch_distance: descriptor distance from its person beyond which a track's face is someone else
+            (a dissolve, or a face replaced at the same place): the track is split there and the new segment
+            identified afresh. At least ``reid_max_distance``; in between, a track keeps its person.
+        reid_check_similarity: correlation of a track's aligned face with its look at the last identity check
+            below which it is identified again (``identity.AppearanceWatch``).
+        reid_check_gap_frames: least frames between two identity checks of one track.
         cut_threshold: Bhattacharyya distance between consecutive frames' colour histograms above which a
             shot cut is declared; a third of it suffices when the frames' layouts also differ
             (``mimamo_ops.faces.shots``).
@@ -67,6 +73,9 @@ class FaceConfig:
     min_face_px: float = 24.0
     min_face_probability: float = 0.7
     reid_max_distance: float = 0.55
+    reid_switch_distance: float = 0.7
+    reid_check_similarity: float = 0.8
+    reid_check_gap_frames: int = 5
     cut_threshold: float = 0.45
     device: str = "cpu"
     runtime: str = "auto"
@@ -78,6 +87,13 @@ class FaceConfig:
             raise ValueError(f"min_face_px must be >= 12 pixels (MTCNN's window), got {self.min_face_px}")
         if not 0.0 < self.min_face_probability < 1.0:
             raise ValueError(f"min_face_probability must be in (0, 1), got {self.min_face_probability}")
+        if self.reid_switch_distance < self.reid_max_distance:
+            raise ValueError(f"reid_switch_distance ({self.reid_switch_distance}) must be >= reid_max_distance "
+                             f"({self.reid_max_distance})")
+        if not -1.0 <= self.reid_check_similarity <= 1.0:
+            raise ValueError(f"reid_check_similarity must be in [-1, 1], got {self.reid_check_similarity}")
+        if self.reid_check_gap_frames < 1:
+            raise ValueError(f"reid_check_gap_frames must be >= 1 frame, got {self.reid_check_gap_frames}")
         if not 0.0 < self.cut_threshold < 1.0:
             raise ValueError(f"cut_threshold must be in (0, 1), got {self.cut_threshold}")
         if self.face_size < 16 or self.face_size % 2:

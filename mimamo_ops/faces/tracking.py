@@ -15,7 +15,7 @@ The tracker is agnostic of the backend: a frame is whatever the backend's detect
 image for dlib, a ``mtcnn_stage.ColourFrame`` for MTCNN).
 """
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -140,6 +140,20 @@ class FaceTracker:
     def reset(self) -> None:
         """Ends every track (at a shot cut); the next frame is searched with the full-frame detector."""
         self._tracks = []
+
+    def split(self, track_id: int) -> int:
+        """Ends a live track and continues its face as a new track (the face it follows is now someone else's:
+        ``identity``); returns the new track's id."""
+        new_id = self._next_id
+        self._next_id += 1
+        for track in self._tracks:
+            if track.track_id == track_id:
+                track.track_id = new_id
+        return new_id
+
+    def live_track_ids(self) -> Set[int]:
+        """The ids of the tracks still followed, including those missing for fewer than the grace period."""
+        return {track.track_id for track in self._tracks}
 
     def step(self, gray: Any) -> List[TrackedFace]:
         """Processes the next frame of the video.
