@@ -15,7 +15,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Callable, Dict
+from typing import Dict
 
 import cv2
 import numpy as np
@@ -23,30 +23,19 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, MtcnnFaceExtractor  # noqa: E402
-from mimamo_ops.faces.evaluation import load_labelled_images  # noqa: E402
+from mimamo_ops.faces.evaluation import load_labelled_images, score_boxes  # noqa: E402
 from mimamo_ops.faces.landmark_model import LandmarkModel  # noqa: E402
 from mimamo_ops.faces.mtcnn_model import MtcnnDetector  # noqa: E402
-from mimamo_ops.faces.tracking import box_iou_matrix, landmark_box, match_boxes  # noqa: E402
+from mimamo_ops.faces.tracking import landmark_box  # noqa: E402
 
 LABELS = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "faces" / "labels.json"
 
 
 def score(images, boxes: Dict[str, np.ndarray], min_iou: float) -> str:
     """One table row's recall (all, turned, small or dim) and false faces per image."""
-    hits, false = [], []
-    for image in images:
-        found = np.asarray(boxes[image.name], dtype=np.float64).reshape(-1, 4)
-        pairs = [(i, j) for i, j in match_boxes(image.boxes_px, found, min_iou)
-                 if box_iou_matrix(image.boxes_px[i], found[j])[0, 0] >= min_iou]
-        matched = {i for i, _ in pairs}
-        hits.extend((face, k in matched) for k, face in enumerate(image.faces))
-        false.append(len(found) - len(pairs))
-
-    def recall(keep: Callable[[dict], bool]) -> float:
-        return float(np.mean([hit for face, hit in hits if keep(face)]))
-
-    return (f"{recall(lambda f: True):.3f} | {recall(lambda f: f['pose'] != 'frontal'):.3f} | "
-            f"{recall(lambda f: f['small'] or f['dim']):.3f} | {np.mean(false):.2f}")
+    result = score_boxes(images, boxes, min_iou)
+    return (f"{result.recall(images):.3f} | {result.recall(images, lambda f: f['pose'] != 'frontal'):.3f} | "
+            f"{result.recall(images, lambda f: f['small'] or f['dim']):.3f} | {result.false_faces_per_image():.2f}")
 
 
 def ms_per_frame(run, images) -> float:

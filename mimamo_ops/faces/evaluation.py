@@ -15,7 +15,7 @@ import numpy as np
 
 from mimamo_ops.faces.tracking import box_iou_matrix, landmark_box, match_boxes
 
-__all__ = ["LabelledImage", "DetectionScore", "load_labelled_images", "score_detections"]
+__all__ = ["LabelledImage", "DetectionScore", "load_labelled_images", "score_boxes", "score_detections"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,7 @@ def load_labelled_images(labels_path: Path) -> List[LabelledImage]:
 
 def score_detections(images: Sequence[LabelledImage], find_faces: Callable[[np.ndarray], list],
                      min_iou: float = 0.5) -> DetectionScore:
-    """Runs a stage on every image and matches its faces to the labels one-to-one (Hungarian, by IoU).
+    """Runs a stage on every image and matches its faces to the labels (``score_boxes``).
 
     Args:
         images: the labelled set.
@@ -99,15 +99,30 @@ def score_detections(images: Sequence[LabelledImage], find_faces: Callable[[np.n
     Returns:
         The per-face hits and per-image false faces.
     """
+    boxes = {image.name: [landmark_box(landmarks) for landmarks, _ in find_faces(image.read_rgb())]
+             for image in images}
+    return score_boxes(images, boxes, min_iou)
+
+
+def score_boxes(images: Sequence[LabelledImage], boxes: Dict[str, Sequence], min_iou: float) -> DetectionScore:
+    """Matches found boxes to the labels one-to-one (Hungarian, by IoU).
+
+    Args:
+        images: the labelled set.
+        boxes: per image name, the found boxes (x0, y0, x1, y1) pixels, float (K, 4) or a list of (4,).
+        min_iou: the least overlap for a face to count as found.
+
+    Returns:
+        The per-face hits and per-image false faces.
+    """
     found, false_faces = {}, {}
     for image in images:
-        faces = find_faces(image.read_rgb())
-        boxes = np.array([landmark_box(landmarks) for landmarks, _ in faces]).reshape(-1, 4)
-        pairs = [(i, j) for i, j in match_boxes(image.boxes_px, boxes, min_iou)
-                 if box_iou_matrix(image.boxes_px[i], boxes[j])[0, 0] >= min_iou]
+        found_boxes = np.asarray(boxes[image.name], dtype=np.float64).reshape(-1, 4)
+        pairs = [(i, j) for i, j in match_boxes(image.boxes_px, found_boxes, min_iou)
+                 if box_iou_matrix(image.boxes_px[i], found_boxes[j])[0, 0] >= min_iou]
         hits = [False] * len(image.faces)
         for i, _ in pairs:
             hits[i] = True
         found[image.name] = hits
-        false_faces[image.name] = len(boxes) - len(pairs)
+        false_faces[image.name] = len(found_boxes) - len(pairs)
     return DetectionScore(found, false_faces)
