@@ -94,7 +94,6 @@ class MtcnnFitter(FaceFitter):
         super().__init__(model, min_hog_score)
         self._detector = detector
         self._min_probability = float(min_probability)
-        self._min_hog_score = float(min_hog_score)
         self._upsample = int(upsample)
         # The last frame's full-frame HOG detections: (frame, float64 (K, 4) boxes); detection frames that start
         # several tracks run the HOG detector once.
@@ -163,7 +162,7 @@ class MtcnnFitter(FaceFitter):
         """The full-frame HOG detection that frames ``landmarks`` as the predictor's box would (overlap with the
         unit box of face units at least ``_REFIT_IOU``), float64 (4,) frame pixels, or None."""
         if frame is not self._hog_frame:
-            self._hog_boxes = self._model.detect(frame.gray, self._upsample, self._min_hog_score)[0]
+            self._hog_boxes = self._model.detect(frame.gray, self._upsample, self._min_score)[0]
             self._hog_frame = frame
         if len(self._hog_boxes) == 0:
             return None
