@@ -23,7 +23,7 @@ test: cluster-files
 	$(PY) -m pytest -q --durations=15 tests
 
 demo: $(STAMP)
-	$(PY) -m beam_pipeline.demo
+	$(PY) -m beam_pipeline.cli.demo
 
 # A local Flink cluster (a JobManager, two TaskManagers) runs the sample clip, then stops.
 cluster-demo: $(STAMP)

@@ -31,5 +31,5 @@ setup(
             "moto[server]>=5.0",
         ],
     },
-    entry_points={"console_scripts": ["mimamo = beam_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["mimamo = beam_pipeline.cli.main:main"]},
 )

@@ -7,9 +7,9 @@ same thing (spec section 11.1).
 import argparse
 from typing import List
 
-from mimamo_ops.cpu_features import bf16_units
-from mimamo_ops.face_backends import FACE_BACKENDS
-from mimamo_ops.runtimes import RUNTIMES
+from mimamo_ops.faces.backends import FACE_BACKENDS
+from mimamo_ops.runtime.cpu_features import bf16_units
+from mimamo_ops.runtime.selection import RUNTIMES
 
 __all__ = ["DEFAULT_VIDEO_EXTENSIONS", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments"]
 

@@ -13,10 +13,10 @@ from beam_pipeline.remote_files import cache_remote_weights, is_remote, resolve_
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn, SummariseVideos
 from mimamo_ops import __version__
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO
-from mimamo_ops.faces import FaceConfig
-from mimamo_ops.predictor import ModelConfig
-from mimamo_ops.standin_weights import describe_weights
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.model.predictor import ModelConfig
+from mimamo_ops.weights.standins import describe_weights
 
 __all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
 

@@ -10,7 +10,7 @@ options, e.g. ``--s3_endpoint_url``, come from the pipeline options that Beam ha
   ``<cache>/remote/<key>/`` (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where
   ``<key>`` hashes the URI, size and modification time, so a changed object is fetched again. A download is
   verified before it is renamed into place: strict ``weights_only`` load of keys and shapes
-  (``mimamo_ops.weights.verify_weights_file``) and, when pinned (``$MIMAMO_CHECKPOINT_SHA256``,
+  (``mimamo_ops.weights.cache.verify_weights_file``) and, when pinned (``$MIMAMO_CHECKPOINT_SHA256``,
   ``$MIMAMO_BACKBONE_SHA256``), its SHA-256. Its SHA-256 is recorded beside it and checked again whenever another
   process reuses the cached file. Local weight paths are used where they are.
 """
@@ -28,15 +28,16 @@ from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from mimamo_ops.checkpoints import BACKBONE, DESCRIPTIONS, MIMAMO, sha256_file
+from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
+
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
-from mimamo_ops.predictor import ModelConfig
-from mimamo_ops.weights import SHA256_ENV, default_cache_dir, resolve_weights, verify_weights_file
+from mimamo_ops.model.checkpoints import BACKBONE, DESCRIPTIONS, MIMAMO, sha256_file
+from mimamo_ops.model.predictor import ModelConfig
+from mimamo_ops.runtime.cache_dirs import default_cache_dir
+from mimamo_ops.weights.cache import SHA256_ENV, resolve_weights, verify_weights_file
 
 __all__ = [
-    "STORAGE_EMULATOR_ENV",
     "is_remote",
-    "use_anonymous_gcs_for_emulator",
     "open_local_copy",
     "cache_remote_weights",
     "resolve_weight_uris",
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger(__name__)
-STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 COPY_CHUNK_BYTES = 8 << 20  # streamed in 8 MiB pieces
 FREE_SPACE_MARGIN_BYTES = 256 << 20  # a temp copy must leave this much free on its disk
 REMOTE_CACHE_SUBDIR = "remote"
@@ -62,26 +62,6 @@ def is_remote(uri: str) -> bool:
 
 def _local_path(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
-
-
-def use_anonymous_gcs_for_emulator() -> bool:
-    """With ``$STORAGE_EMULATOR_HOST`` set, makes Beam talk to the emulator without looking up credentials.
-
-    The Cloud Storage client connects anonymously to an emulator anyway; Beam would first spend tens of seconds
-    of retries looking for Google credentials that an emulator never checks. Without the variable nothing
-    changes, so real ``gs://`` access keeps its normal credential lookup.
-
-    Returns:
-        Whether the emulator variable was set (and the lookup skipped).
-    """
-    if not os.environ.get(STORAGE_EMULATOR_ENV):
-        return False
-    from apache_beam.internal.gcp import auth  # pylint: disable=import-outside-toplevel  # GCP extra only
-
-    with auth._Credentials._credentials_lock:  # pylint: disable=protected-access
-        auth._Credentials._credentials = None  # pylint: disable=protected-access
-        auth._Credentials._credentials_init = True  # pylint: disable=protected-access
-    return True
 
 
 def _stat(uri: str) -> Tuple[int, float]:
@@ -223,8 +203,8 @@ def cache_remote_weights(uri: str, kind: str, cache_dir: Optional[str] = None) -
 
     Args:
         uri: ``gs://``, ``s3://`` or any other ``FileSystems`` URI of the weights file.
-        kind: ``mimamo_ops.checkpoints.MIMAMO`` or ``BACKBONE``.
-        cache_dir: the cache root; default ``mimamo_ops.weights.default_cache_dir()``.
+        kind: ``mimamo_ops.model.checkpoints.MIMAMO`` or ``BACKBONE``.
+        cache_dir: the cache root; default ``mimamo_ops.runtime.cache_dirs.default_cache_dir()``.
 
     Returns:
         (local path, hex SHA-256 of the file).
@@ -267,7 +247,7 @@ def resolve_weight_uris(checkpoint: Optional[str], backbone: Optional[str]) -> T
         (checkpoint, backbone): remote URIs as given, local ones as existing paths.
 
     Raises:
-        As :func:`cache_remote_weights` and ``mimamo_ops.weights.resolve_weights``.
+        As :func:`cache_remote_weights` and ``mimamo_ops.weights.cache.resolve_weights``.
     """
     given = {MIMAMO: checkpoint, BACKBONE: backbone}
     local = dict(given)

@@ -30,6 +30,7 @@ from apache_beam.metrics.metric import MetricResults
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
+from beam_pipeline.beam_compat import LOCAL_RUNNERS
 from beam_pipeline.commits import (STAGING_DIR, TABLES, batch_options, read_processed_uris,
                                    recover_staged_batches, remove_empty_staging, remove_stale_temp_dirs,
                                    run_and_commit_batch)
@@ -38,7 +39,7 @@ from beam_pipeline.options import MimamoOptions, validate_options
 from beam_pipeline.remote_files import is_remote, resolve_weight_uris, weights_sha256
 from beam_pipeline.transforms import pick_first_match
 from mimamo_ops import __version__
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
 
 __all__ = ["RUN_MANIFEST", "EXECUTION_ONLY_OPTIONS", "is_resumable", "build_manifest", "check_same_run",
            "list_entries", "run_resumable", "CombinedResult"]
@@ -50,13 +51,12 @@ EXECUTION_ONLY_OPTIONS = frozenset({
     "progress_dir", "log", "logdir", "n_workers", "direct_num_workers", "direct_running_mode",
     "videos_per_commit",
 })
-_LOCAL_RUNNERS = (None, "DirectRunner", "direct")
 
 
 def is_resumable(options: PipelineOptions) -> bool:
     """True for a local run that commits as it goes: DirectRunner, local ``--output``, ``--videos_per_commit`` > 0."""
     mimamo = options.view_as(MimamoOptions)
-    return (mimamo.videos_per_commit > 0 and options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
+    return (mimamo.videos_per_commit > 0 and options.view_as(StandardOptions).runner in LOCAL_RUNNERS
             and bool(mimamo.output) and not is_remote(mimamo.output) and not mimamo.watch)
 
 

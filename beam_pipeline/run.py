@@ -8,9 +8,8 @@ Exit status (the same as ``mimamo run``): 0 when every input ended ``ok`` or ``n
 file (one line on stderr); 1 for a crash (Python's traceback).
 
 The default runner (none given, or ``DirectRunner``) is Beam's Python FnApiRunner, built as the DirectRunner
-builds it: in recent Beam releases (2.77 was seen doing it; the pinned 2.62 does not for this pipeline) the
-DirectRunner first tries Beam's Prism runner, which downloads a binary from GitHub when it is not cached
-(``apache_beam/runners/portability/prism_runner.py``), so a local run would touch the network.
+builds it but without its first try of the Prism runner, which downloads a binary from GitHub
+(``beam_compat.make_local_runner``), so a local run never touches the network.
 """
 import logging
 import os
@@ -19,21 +18,18 @@ from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
-from apache_beam.portability.api import beam_provision_api_pb2
-from apache_beam.runners.portability.fn_api_runner import fn_runner
-from apache_beam.runners.portability.portable_runner import JobServiceHandle
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from beam_pipeline.beam_compat import make_local_runner, undo_output_abbreviation, use_anonymous_gcs_for_emulator
 from beam_pipeline.inputs import InputMatch
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
-from beam_pipeline.remote_files import use_anonymous_gcs_for_emulator
 from beam_pipeline.resume import is_resumable, run_resumable
 from beam_pipeline.transforms import METRICS_NAMESPACE
 from beam_pipeline.watch import watch_inputs
 from mimamo_ops.errors import MimamoError
 
-__all__ = ["run", "run_with_options", "configure_logging", "make_local_runner", "read_counters", "main",
+__all__ = ["run", "run_with_options", "configure_logging", "read_counters", "main",
            "EXIT_OK", "EXIT_CRASH", "EXIT_USAGE", "EXIT_SOME_FAILED", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
@@ -42,7 +38,6 @@ EXIT_USAGE = 2  # a bad option, output or weights file, found before any work (a
 EXIT_SOME_FAILED = 3  # the run finished and wrote its tables, but some inputs failed
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 EXPECTED_ERRORS = (MimamoError, ValueError, OSError)
-_LOCAL_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner")
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 _PACKAGE_LOGGERS = ("beam_pipeline", "mimamo_ops")
@@ -85,29 +80,6 @@ def _apply_local_workers(options: PipelineOptions) -> None:
         direct.direct_running_mode = "multi_processing"
 
 
-def _undo_output_abbreviation(options: PipelineOptions) -> None:
-    """Beam 2.62's option parser accepts abbreviated flags, so ``--output DIR`` also sets ``PortableOptions``'
-    ``--output_executable_path`` to DIR, and a Flink or Spark job server then only writes a jar to DIR instead of
-    running the job. That option is dropped when it is just ``--output`` again."""
-    portable = options.view_as(PortableOptions)
-    if portable.output_executable_path and portable.output_executable_path == options.view_as(MimamoOptions).output:
-        portable.output_executable_path = None
-
-
-def make_local_runner(options: PipelineOptions) -> Optional[fn_runner.FnApiRunner]:
-    """The runner of a local run: for the DirectRunner (or none given), Beam's Python FnApiRunner, else None.
-
-    It is the runner the DirectRunner falls back to, built the same way (the options in its provision
-    info), without the DirectRunner's first attempt at the Prism runner, which downloads Prism from the
-    internet when it is not cached. It honours ``--direct_num_workers`` and ``--direct_running_mode``.
-    """
-    if options.view_as(StandardOptions).runner not in _LOCAL_RUNNERS:
-        return None
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    provision_info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return fn_runner.FnApiRunner(provision_info=provision_info)
-
-
 def _run_once(options: PipelineOptions, test_pipeline: Optional[beam.Pipeline] = None,
               entries: Optional[Sequence[InputMatch]] = None):
     if test_pipeline is not None:
@@ -132,7 +104,7 @@ def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipe
         batches'); with ``--watch``, the ``WatchReport``.
     """
     configure_logging(options.view_as(MimamoOptions))
-    _undo_output_abbreviation(options)
+    undo_output_abbreviation(options, options.view_as(MimamoOptions).output)
     _apply_local_workers(options)
     use_anonymous_gcs_for_emulator()
     if options.view_as(MimamoOptions).watch:

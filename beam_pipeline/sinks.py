@@ -3,7 +3,7 @@
 * ``frames/``: one row per (video, face, frame with a face).
 * ``videos/``: one row per input video, failures included. ``frame_count`` counts the frames that decoded;
   ``frames_undecodable`` the frame slots of a damaged video that did not (null when the face stage decodes on
-  its own, as OpenFace does), with a one-line ``warning`` when it is not 0 (``mimamo_ops.video``).
+  its own, as OpenFace does), with a one-line ``warning`` when it is not 0 (``mimamo_ops.decoding.video``).
 * ``snippets/`` (``--keep_intermediates`` only): one row per (video, face, snippet, frame) before stitching.
 
 Columns are flat scalars with types warehouses load directly (string, int32/int64, float32/float64); the run's

@@ -25,15 +25,16 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from beam_pipeline.inputs import InputMatch, dedup_key, expand_input
-from beam_pipeline.progress import ProgressWriter
+from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import localise_model_config, open_local_copy
 from beam_pipeline.sinks import build_frames_table, build_snippets_table, compute_video_id
-from mimamo_ops.faces import FaceConfig, FaceExtractor, make_face_extractor
-from mimamo_ops.prefetch import prefetch
-from mimamo_ops.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
-from mimamo_ops.smoothing import smooth_moving_average, smoothing_window_frames
-from mimamo_ops.threads import apply_thread_budget
-from mimamo_ops.video import DecodeReport, probe_video
+from mimamo_ops.decoding.video import DecodeReport, probe_video
+from mimamo_ops.faces.records import FaceConfig, FaceExtractor
+from mimamo_ops.faces.stages import make_face_extractor
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
+from mimamo_ops.outputs.smoothing import smooth_moving_average, smoothing_window_frames
+from mimamo_ops.runtime.prefetch import prefetch
+from mimamo_ops.runtime.threads import apply_thread_budget
 
 __all__ = [
     "METRICS_NAMESPACE",
@@ -207,7 +208,7 @@ class PredictVideoDoFn(beam.DoFn):
     """Video URI -> per-snippet predictions keyed by (uri, face_id), streaming, one video at a time.
 
     ``setup()`` first gives every threaded library of the process its share of the cores
-    (``ModelConfig.thread_budget``, ``mimamo_ops.threads``). The model is loaded once per process and shared by
+    (``ModelConfig.thread_budget``, ``mimamo_ops.runtime.threads``). The model is loaded once per process and shared by
     the process's threads
     (``apache_beam.utils.shared.Shared``); each DoFn instance builds its own face extractor in ``setup()``
     (the landmark detector keeps per-call state). Any error while reading, decoding or predicting one video
@@ -216,7 +217,7 @@ class PredictVideoDoFn(beam.DoFn):
     Args:
         model_config: the networks to load.
         face_config: the face stage's settings.
-        progress_dir: local directory for progress records (``beam_pipeline.progress``), or None.
+        progress_dir: local directory for progress records (``beam_pipeline.progress_records``), or None.
         keep_snippet_rows: also emit each snippet's rows as a table on the ``snippet_rows`` output.
         model_loader: builds the model from ``model_config`` (injected in unit tests).
         extractor_factory: builds the face extractor from ``face_config`` (injected in unit tests).
@@ -409,7 +410,7 @@ class AssembleTrackDoFn(beam.DoFn):
     """((uri, face_id), [SnippetPrediction | FaceRows]) -> one ``frames`` table per track.
 
     Stitches the snippets (later ones win, spec 9.1), joins the detection facts by frame index and adds the
-    smoothed columns (``mimamo_ops.smoothing``). Tracks of videos listed in the ``failed_uris`` side input are
+    smoothed columns (``mimamo_ops.outputs.smoothing``). Tracks of videos listed in the ``failed_uris`` side input are
     dropped. Also emits ``(uri, TrackStats)`` on the ``track_stats`` output.
     """
 

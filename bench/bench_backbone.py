@@ -52,7 +52,8 @@ def run_config(name: str, batch_size: int, batches: int, threads: int, features_
     """Times one configuration in this process; saves its features to ``features_out`` (.npy)."""
     import torch
 
-    from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus, preprocess_faces
+    from mimamo_ops.model.backbone import ResNet50FerPlus, preprocess_faces
+    from mimamo_ops.model.backbone_runner import BackboneRunner
     from tests.parity_recipes import gen_state_dict
 
     torch.set_num_threads(threads)
@@ -112,7 +113,7 @@ def main() -> None:
 
     import torch
 
-    from mimamo_ops.backbone import CPU_BATCH_SIZE
+    from mimamo_ops.model.backbone_runner import CPU_BATCH_SIZE
 
     print(f"torch {torch.__version__}, batch {CPU_BATCH_SIZE}, {args.threads} threads, {args.batches} timed runs "
           f"of {IMAGES_PER_RUN} faces")

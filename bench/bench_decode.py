@@ -21,7 +21,7 @@ import av
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.timing import time_runs  # noqa: E402
-from mimamo_ops.video import iter_frames  # noqa: E402
+from mimamo_ops.decoding.video import iter_frames  # noqa: E402
 from tests import clips  # noqa: E402
 
 TARGET_MS_PER_FRAME = 2.0

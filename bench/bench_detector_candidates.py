@@ -22,10 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, MtcnnFaceExtractor  # noqa: E402
+from mimamo_ops.faces.dlib_stage import DlibFaceExtractor  # noqa: E402
 from mimamo_ops.faces.evaluation import load_labelled_images, score_boxes  # noqa: E402
 from mimamo_ops.faces.landmark_model import LandmarkModel  # noqa: E402
 from mimamo_ops.faces.mtcnn_model import MtcnnDetector  # noqa: E402
+from mimamo_ops.faces.mtcnn_stage import MtcnnFaceExtractor  # noqa: E402
+from mimamo_ops.faces.records import FaceConfig  # noqa: E402
 from mimamo_ops.faces.tracking import landmark_box  # noqa: E402
 
 LABELS = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data" / "faces" / "labels.json"

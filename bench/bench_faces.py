@@ -25,9 +25,11 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.timing import time_runs  # noqa: E402
-from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, MtcnnFaceExtractor  # noqa: E402
+from mimamo_ops.decoding.video import iter_frames  # noqa: E402
+from mimamo_ops.faces.dlib_stage import DlibFaceExtractor  # noqa: E402
 from mimamo_ops.faces.evaluation import load_labelled_images, score_detections  # noqa: E402
-from mimamo_ops.video import iter_frames  # noqa: E402
+from mimamo_ops.faces.mtcnn_stage import MtcnnFaceExtractor  # noqa: E402
+from mimamo_ops.faces.records import FaceConfig  # noqa: E402
 from tests import clips  # noqa: E402
 
 TARGET_MS_PER_FRAME = 8.0

@@ -19,13 +19,14 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.timing import time_runs  # noqa: E402
-from mimamo_ops import snippets as snip  # noqa: E402
-from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus  # noqa: E402
-from mimamo_ops.cpu_features import bf16_units  # noqa: E402
-from mimamo_ops.predictor import MimamoModel, ModelConfig  # noqa: E402
-from mimamo_ops.two_stream import TwoStreamRNN  # noqa: E402
-from tests.parity_recipes import gen_state_dict  # noqa: E402
+from mimamo_ops.model import snippets as snip  # noqa: E402
+from mimamo_ops.model.backbone import ResNet50FerPlus  # noqa: E402
+from mimamo_ops.model.backbone_runner import BackboneRunner  # noqa: E402
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig  # noqa: E402
+from mimamo_ops.model.two_stream import TwoStreamRNN  # noqa: E402
+from mimamo_ops.runtime.cpu_features import bf16_units  # noqa: E402
 from tests.ops.test_predictor import moving_faces  # noqa: E402
+from tests.parity_recipes import gen_state_dict  # noqa: E402
 
 # The original code's per-snippet medians, as recorded (never divided by today's figures): stage -> seconds.
 RECORDED_ORIGINAL = (

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.timing import time_runs  # noqa: E402
-from mimamo_ops.phase import NUM_PHASE, PHASE_SIZE, WINDOW, PhaseDifferenceExtractor  # noqa: E402
+from mimamo_ops.model.phase import NUM_PHASE, PHASE_SIZE, WINDOW, PhaseDifferenceExtractor  # noqa: E402
 
 SNIPPET_LENGTH = 64
 ORIGINAL_MS = 1870.0  # parity README section 5: phase_diff_output, one snippet, 2 threads

@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402  (after the sys.path line)
 
-from beam_pipeline.demo import write_sample_clip  # noqa: E402
+from beam_pipeline.cli.demo import write_sample_clip  # noqa: E402
 from beam_pipeline.run import run  # noqa: E402
 from mimamo_ops.errors import MimamoError  # noqa: E402
-from mimamo_ops.weights import resolve_weights  # noqa: E402
+from mimamo_ops.weights.cache import resolve_weights  # noqa: E402
 
 
 def get_weights(directory: pathlib.Path) -> Tuple[pathlib.Path, pathlib.Path, str]:
@@ -47,7 +47,8 @@ def get_weights(directory: pathlib.Path) -> Tuple[pathlib.Path, pathlib.Path, st
     except MimamoError:
         import torch  # pylint: disable=import-outside-toplevel
 
-        from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes  # pylint: disable=import-outside-toplevel
+        from mimamo_ops.model.checkpoints import (  # pylint: disable=import-outside-toplevel
+            BACKBONE, MIMAMO, expected_shapes)
         from tests.parity_recipes import gen_state_dict  # pylint: disable=import-outside-toplevel
 
         def seeded(kind: str, seed: int):
@@ -69,8 +70,9 @@ _PLAIN_TORCH_SCRIPT = """
 import sys, time
 import numpy as np
 import torch
-from mimamo_ops.backbone import BackboneRunner
-from mimamo_ops.faces import FaceConfig, make_face_extractor
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.faces.stages import make_face_extractor
+from mimamo_ops.model.backbone_runner import BackboneRunner
 faces = [face.aligned for frame in make_face_extractor(FaceConfig()).extract(sys.argv[1]) for face in frame.faces]
 runner = BackboneRunner.from_file(sys.argv[2], runtime="torch", channels_last=True, tune_memory=False)
 runner.features(faces[:16])  # warm-up

@@ -32,8 +32,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from bench.bench_backbone import make_faces  # noqa: E402
-from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus, preprocess_faces  # noqa: E402
-from mimamo_ops.cpu_features import bf16_units  # noqa: E402
+from mimamo_ops.model.backbone import ResNet50FerPlus, preprocess_faces  # noqa: E402
+from mimamo_ops.model.backbone_runner import BackboneRunner  # noqa: E402
+from mimamo_ops.runtime.cpu_features import bf16_units  # noqa: E402
 from tests.parity_recipes import gen_state_dict  # noqa: E402
 
 Forward = Callable[[np.ndarray], np.ndarray]  # float32 (n, 3, 224, 224) -> float32 (n, 2048)

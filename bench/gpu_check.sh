@@ -36,7 +36,8 @@ echo "== 2. CUDA vs CPU on the parity inputs"
 import numpy as np
 import torch
 
-from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus
+from mimamo_ops.model.backbone import ResNet50FerPlus
+from mimamo_ops.model.backbone_runner import BackboneRunner
 from tests.ops.expected import load_expected
 from tests.parity_recipes import gen_state_dict
 
@@ -60,8 +61,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO
-from mimamo_ops.predictor import MimamoModel, ModelConfig, stitch_snippets
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig, stitch_snippets
 from tests.conftest import seeded_state_dict
 from tests.ops.test_predictor import moving_faces
 
@@ -87,7 +88,8 @@ import time
 import numpy as np
 import torch
 
-from mimamo_ops.backbone import BackboneRunner, ResNet50FerPlus
+from mimamo_ops.model.backbone import ResNet50FerPlus
+from mimamo_ops.model.backbone_runner import BackboneRunner
 from tests.parity_recipes import gen_state_dict
 
 with torch.device("meta"):
@@ -117,8 +119,8 @@ from pathlib import Path
 
 import torch
 
-from beam_pipeline.demo import write_sample_clip
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO
+from beam_pipeline.cli.demo import write_sample_clip
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
 from tests.conftest import seeded_state_dict
 
 work = Path(sys.argv[1])

@@ -2,7 +2,7 @@
 
 Steps: prepare Flink 1.19 and Beam's Flink job server (``cluster.prepare``, cached); the official weights, or
 stand-in weights when they cannot be had (as ``make demo``, which says so); start a JobManager and two TaskManagers on 127.0.0.1 (``cluster.local``); write the sample
-clip (``beam_pipeline.demo``); run the pipeline with ``--runner=FlinkRunner`` (LOOPBACK: the SDK harness runs
+clip (``beam_pipeline.cli.demo``); run the pipeline with ``--runner=FlinkRunner`` (LOOPBACK: the SDK harness runs
 in this process); print the first rows with DuckDB; stop every cluster process.
 """
 import argparse
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 
-from beam_pipeline.demo import choose_weights, print_sample_rows, write_sample_clip
+from beam_pipeline.cli.demo import choose_weights, print_sample_rows, write_sample_clip
 from beam_pipeline.run import run
 from cluster import local
 from cluster.prepare import prepare

@@ -6,9 +6,9 @@ from typing import Tuple
 import pytest
 import torch
 
-from mimamo_ops.backbone import COMPILED_CACHE_ENV
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO
-from mimamo_ops.standin_weights import seeded_state_dict
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.runtime.openvino_models import COMPILED_CACHE_ENV
+from mimamo_ops.weights.standins import seeded_state_dict
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO, expected_shapes
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO, expected_shapes
 from tests.parity_recipes import gen_state_dict
 
 _CONFIRM_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>

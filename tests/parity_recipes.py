@@ -1,14 +1,14 @@
 """Generators from the parity README (section 1): smooth textures and seeded state dicts.
 
 They rebuild the inputs and weights of the reference cases so that only small expected outputs are
-committed under ``tests/data/parity``. ``gen_state_dict`` lives in ``mimamo_ops.standin_weights`` (the demo's
+committed under ``tests/data/parity``. ``gen_state_dict`` lives in ``mimamo_ops.weights.standins`` (the demo's
 stand-in weights are the same draws) and is re-exported here.
 """
 from typing import Tuple
 
 import numpy as np
 
-from mimamo_ops.standin_weights import gen_state_dict  # pylint: disable=unused-import  # the recipe's weights
+from mimamo_ops.weights.standins import gen_state_dict  # pylint: disable=unused-import  # the recipe's weights
 
 WaveParams = Tuple[np.ndarray, np.ndarray, np.ndarray]
 

@@ -1,7 +1,7 @@
 """The ``mimamo`` entry point: sub-command registry and ``@file`` option files."""
 import pytest
 
-from beam_pipeline.cli import build_parser, main
+from beam_pipeline.cli.main import build_parser, main
 
 
 def test_every_sub_command_is_registered():
@@ -40,7 +40,7 @@ def _modules_loaded_by(argv: list) -> set:
 
     script = (
         "import json, sys\n"
-        "from beam_pipeline.cli import main\n"
+        "from beam_pipeline.cli.main import main\n"
         "try:\n"
         f"    main({argv!r})\n"
         "except SystemExit:\n"
@@ -58,7 +58,7 @@ def test_help_imports_no_heavy_library(argv):
 
 
 def test_top_level_summaries_are_what_each_command_registers():
-    from beam_pipeline.cli import COMMAND_SUMMARIES
+    from beam_pipeline.cli.main import COMMAND_SUMMARIES
 
     full = [a for a in build_parser()._actions if a.dest == "command"][0]
     registered = {choice.dest: choice.help for choice in full._choices_actions}

@@ -16,27 +16,9 @@ Modules: ``records`` (config and records), ``landmark_model`` (locating and load
 ``mtcnn_model`` (the MTCNN networks), ``template`` (alignment templates), ``alignment`` (similarity fit, warp,
 mask), ``fitting`` (landmark fitting on normalised patches and the HOG quality check), ``tracking`` (detector
 scheduling, matching, track ids), ``shots``, ``identity``, ``builtin_stage``, ``dlib_stage``, ``mtcnn_stage``,
-``openface_stage``, ``output`` (OpenFace-layout crops and CSV on disk).
+``openface_stage``, ``output`` (OpenFace-layout crops and CSV on disk), ``backends`` (the stage names, light to
+import), ``stages`` (``make_face_extractor``), ``evaluation`` (scoring against labelled photos).
+
+May import ``mimamo_ops.decoding``, ``mimamo_ops.runtime`` and ``mimamo_ops.errors``; never the model or the
+outputs. Start reading at ``stages.make_face_extractor`` and ``builtin_stage.TrackingFaceExtractor``.
 """
-from mimamo_ops.faces.dlib_stage import DlibFaceExtractor
-from mimamo_ops.faces.mtcnn_stage import MtcnnFaceExtractor
-from mimamo_ops.faces.openface_stage import OpenFaceExtractor
-from mimamo_ops.faces.records import FACE_BACKENDS, FaceConfig, FaceExtractor, FaceRecord, FrameFaces
-
-__all__ = ["FACE_BACKENDS", "FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor", "DlibFaceExtractor",
-           "MtcnnFaceExtractor", "OpenFaceExtractor", "make_face_extractor"]
-
-
-def make_face_extractor(config: FaceConfig) -> FaceExtractor:
-    """Builds the face stage a config asks for: OpenFace when ``openface_path`` is set, else ``config.backend``.
-
-    Loads the models (or checks the OpenFace binary) now; call it once per worker.
-
-    Raises:
-        mimamo_ops.errors.FaceStageError: the models or the OpenFace binary cannot be found or loaded.
-    """
-    if config.openface_path is not None:
-        return OpenFaceExtractor(config)
-    if config.backend == "dlib":
-        return DlibFaceExtractor(config)
-    return MtcnnFaceExtractor(config)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from mimamo_ops.decoding.video import DecodeReport, VideoFrame, iter_frames
 from mimamo_ops.faces.alignment import build_warp_matrix, mask_face, transform_points, warp_face
 from mimamo_ops.faces.identity import AppearanceWatch, FaceDescriber, IdentityRegistry, appearance_signature
 from mimamo_ops.faces.landmark_model import LandmarkModel
@@ -21,7 +22,6 @@ from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FaceRecord, Fram
 from mimamo_ops.faces.shots import ShotCutDetector
 from mimamo_ops.faces.template import load_template
 from mimamo_ops.faces.tracking import FaceTracker, TrackedFace, landmark_box
-from mimamo_ops.video import DecodeReport, VideoFrame, iter_frames
 
 __all__ = ["TrackingFaceExtractor"]
 
@@ -95,7 +95,7 @@ class TrackingFaceExtractor(FaceExtractor):
         """Tracks, identifies and aligns the faces of consecutive frames of one video.
 
         Args:
-            frames: the video's frames in order (``mimamo_ops.video.VideoFrame``: ``rgb`` uint8 (H, W, 3)).
+            frames: the video's frames in order (``mimamo_ops.decoding.video.VideoFrame``: ``rgb`` uint8 (H, W, 3)).
 
         Yields:
             One ``FrameFaces`` per frame, in order; faces sorted by ``face_id``.

@@ -36,7 +36,7 @@ from joblib.numpy_pickle import NumpyUnpickler
 from torch import nn
 
 from mimamo_ops.errors import FaceStageError
-from mimamo_ops.runtimes import resolve_runtime
+from mimamo_ops.runtime.selection import resolve_runtime
 
 __all__ = ["MtcnnDetector", "Detections", "locate_mtcnn_weights", "read_weight_list", "square_boxes"]
 
@@ -260,7 +260,7 @@ class _OpenVinoNet:
     """A network compiled on OpenVINO, called like the torch module: float32 tensor in, tensors out."""
 
     def __init__(self, model: nn.Module, name: str, weights_sha256: str, input_shape: Tuple[int, ...]):
-        from mimamo_ops.openvino_models import load_openvino_model  # pylint: disable=import-outside-toplevel
+        from mimamo_ops.runtime.openvino_models import load_openvino_model  # pylint: disable=import-outside-toplevel
 
         self._compiled = load_openvino_model(model, name, weights_sha256, input_shape, "fp32", 1)
 
@@ -279,8 +279,8 @@ def _weights_sha256(folder: Path) -> str:
 class MtcnnDetector:
     """The three MTCNN networks, loaded once (about 0.1 s, 2 MB), on one device.
 
-    Runtimes (``runtime``, as the backbone's, ``mimamo_ops.runtimes``): on the CPU, "auto" runs the networks on
-    OpenVINO with one thread each (converted once and cached like the backbone, ``mimamo_ops.openvino_models``;
+    Runtimes (``runtime``, as the backbone's, ``mimamo_ops.runtime.selection``): on the CPU, "auto" runs the networks on
+    OpenVINO with one thread each (converted once and cached like the backbone, ``mimamo_ops.runtime.openvino_models``;
     O-Net, the per-frame check, 1.5 ms against 3 ms in eager torch in ``bench/bench_faces.py``; detections
     within 0.01 px of torch's, ``tests/ops/test_faces_detection.py``); "torch" runs them
     in eager PyTorch in one worker thread of their own (see the module docstring). On a GPU, torch.
@@ -289,7 +289,7 @@ class MtcnnDetector:
         device: torch device string ("cpu", "cuda", "cuda:1").
         min_face_px: smallest face side searched for in the full-image detector, pixels.
         thresholds: least face probability to pass P-Net, R-Net and O-Net.
-        runtime: one of ``mimamo_ops.runtimes.RUNTIMES``.
+        runtime: one of ``mimamo_ops.runtime.selection.RUNTIMES``.
 
     Raises:
         FaceStageError: the weights cannot be found or read.

@@ -19,10 +19,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from mimamo_ops.decoding.video import DecodeReport, probe_video
 from mimamo_ops.errors import FaceStageError
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FaceRecord, FrameFaces
 from mimamo_ops.faces.tracking import BoxIdTracker, landmark_box
-from mimamo_ops.video import DecodeReport, probe_video
 
 __all__ = ["OpenFaceExtractor", "build_openface_command", "SINGLE_FACE_BINARY", "MULTI_FACE_BINARY"]
 

@@ -5,10 +5,10 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from mimamo_ops.face_backends import FACE_BACKENDS
-from mimamo_ops.video import DecodeReport
+from mimamo_ops.decoding.video import DecodeReport
+from mimamo_ops.faces.backends import FACE_BACKENDS
 
-__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor", "FACE_BACKENDS"]
+__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class FaceConfig:
             shot cut is declared; a third of it suffices when the frames' layouts also differ
             (``mimamo_ops.faces.shots``).
         device: torch device for the MTCNN networks ("cpu", "cuda", "cuda:1").
-        runtime: what runs the MTCNN networks, one of ``mimamo_ops.runtimes.RUNTIMES``: "auto" (OpenVINO on the
+        runtime: what runs the MTCNN networks, one of ``mimamo_ops.runtime.selection.RUNTIMES``: "auto" (OpenVINO on the
             CPU when installed, else torch), "torch" or "openvino" (``mtcnn_model.MtcnnDetector``).
     """
 

@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline import remote_files
+from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.run import run
 from cluster import local
 from cluster.prepare import ClusterFiles, prepare
@@ -34,7 +35,7 @@ def remote_weights(gcs_emulator, synthetic_weights, tmp_path_factory) -> Iterato
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
         patch.setenv("MIMAMO_CACHE_DIR", str(tmp_path_factory.mktemp("launcher-cache")))
-        remote_files.use_anonymous_gcs_for_emulator()
+        use_anonymous_gcs_for_emulator()
         FileSystems.set_options(PipelineOptions([]))
         uris = tuple(f"gs://{BUCKET}/cluster/{path.name}" for path in synthetic_weights)
         for path, uri in zip(synthetic_weights, uris):

@@ -3,10 +3,10 @@ import av
 import numpy as np
 import pytest
 
-from mimamo_ops.annotate import FaceOverlay, NEGATIVE_RGB, POSITIVE_RGB, annotate_video, draw_face_overlay
-from mimamo_ops.plots import face_color_rgb
-from mimamo_ops.seed_outputs import FaceSeries
-from mimamo_ops.video import iter_frames, probe_video
+from mimamo_ops.decoding.video import iter_frames, probe_video
+from mimamo_ops.outputs.annotate import FaceOverlay, NEGATIVE_RGB, POSITIVE_RGB, annotate_video, draw_face_overlay
+from mimamo_ops.outputs.plots import face_color_rgb
+from mimamo_ops.outputs.series import FaceSeries
 from tests import clips
 
 N_FRAMES = 24

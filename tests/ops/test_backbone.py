@@ -8,18 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mimamo_ops import openvino_models
-from mimamo_ops.backbone import (
-    FEATURE_DIM,
-    MEAN_RGB,
-    BackboneRunner,
-    ResNet50FerPlus,
-    preprocess_faces,
-    resolve_runtime,
-    state_dict_sha256,
-    tune_allocator,
-)
 from mimamo_ops.errors import CheckpointError
+from mimamo_ops.model.backbone import FEATURE_DIM, MEAN_RGB, ResNet50FerPlus, preprocess_faces
+from mimamo_ops.model.backbone_runner import BackboneRunner, state_dict_sha256, tune_allocator
+from mimamo_ops.runtime import openvino_models
+from mimamo_ops.runtime.selection import resolve_runtime
 from tests.ops.expected import load_expected
 from tests.parity_recipes import gen_state_dict
 
@@ -225,7 +218,7 @@ def test_tune_allocator_answers_the_same_every_call():
 
 
 def test_automatic_batch_size_is_16_on_cpu_and_follows_free_gpu_memory():
-    from mimamo_ops.backbone import choose_batch_size
+    from mimamo_ops.model.backbone_runner import choose_batch_size
 
     assert choose_batch_size("cpu") == 16
     assert choose_batch_size("cuda:0", free_bytes=80 * 2**30) == 512  # capped
@@ -236,7 +229,7 @@ def test_automatic_batch_size_is_16_on_cpu_and_follows_free_gpu_memory():
 def test_openvino_conversion_reports_nothing():
     """OpenVINO's converter would send usage events (and write ~/intel) through openvino-telemetry; ours gets
     its no-op stub instead. A fresh interpreter, so no earlier import in this session decides it."""
-    program = ("from mimamo_ops.openvino_models import _openvino\n_openvino()\n"
+    program = ("from mimamo_ops.runtime.openvino_models import _openvino\n_openvino()\n"
                "import openvino.tools.ovc.convert_impl as convert_impl\nprint(convert_impl.tm.__name__)\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout.strip() == "openvino.tools.ovc.telemetry_stub"

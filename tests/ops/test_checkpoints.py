@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from mimamo_ops.backbone import ResNet50FerPlus
-from mimamo_ops.checkpoints import (
+from mimamo_ops.errors import CheckpointError
+from mimamo_ops.model.backbone import ResNet50FerPlus
+from mimamo_ops.model.checkpoints import (
     BACKBONE,
     MIMAMO,
     apply_state_dict,
@@ -17,8 +18,7 @@ from mimamo_ops.checkpoints import (
     load_mimamo_checkpoint,
     sha256_file,
 )
-from mimamo_ops.errors import CheckpointError
-from mimamo_ops.two_stream import TwoStreamRNN
+from mimamo_ops.model.two_stream import TwoStreamRNN
 from tests.http_fixtures import backbone_tensors, write_backbone_weights, write_mimamo_checkpoint
 
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+from mimamo_ops.decoding.video import probe_video
 from mimamo_ops.errors import VideoError
-from mimamo_ops.faces import FaceConfig, make_face_extractor
 from mimamo_ops.faces.alignment import build_warp_matrix, transform_points
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.faces.template import OPENFACE_PDM_FILE
-from mimamo_ops.video import probe_video
 from tests import clips
 
 

@@ -4,7 +4,7 @@ import csv
 import cv2
 import numpy as np
 
-from beam_pipeline.cli import main
+from beam_pipeline.cli.main import main
 from tests import clips
 
 

@@ -16,11 +16,13 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, MtcnnFaceExtractor
+from mimamo_ops.decoding.video import VideoFrame
 from mimamo_ops.faces.alignment import build_warp_matrix, transform_points
+from mimamo_ops.faces.dlib_stage import DlibFaceExtractor
 from mimamo_ops.faces.evaluation import LabelledImage, load_labelled_images
+from mimamo_ops.faces.mtcnn_stage import MtcnnFaceExtractor
+from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.tracking import box_iou_matrix
-from mimamo_ops.video import VideoFrame
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "faces" / "labels.json"
 _FRAMES = 6

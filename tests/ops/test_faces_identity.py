@@ -11,11 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, MtcnnFaceExtractor
+from mimamo_ops.decoding.video import iter_frames
+from mimamo_ops.faces.dlib_stage import DlibFaceExtractor
 from mimamo_ops.faces.evaluation import load_labelled_images
 from mimamo_ops.faces.identity import AppearanceWatch, appearance_signature
+from mimamo_ops.faces.mtcnn_stage import MtcnnFaceExtractor
+from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.shots import ShotCutDetector
-from mimamo_ops.video import iter_frames
 from tests import clips
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "faces" / "labels.json"

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from mimamo_ops.errors import FaceStageError, VideoError
-from mimamo_ops.faces import FaceConfig, OpenFaceExtractor, make_face_extractor
+from mimamo_ops.faces.openface_stage import OpenFaceExtractor
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.faces.stages import make_face_extractor
 from tests import clips
 
 # The stand-in records its argv, then writes <stem>.csv (header joined by ", ") and the aligned BMPs for the

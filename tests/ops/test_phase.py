@@ -7,9 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mimamo_ops.phase import (CLAMP_RAD, NUM_PHASE, PHASE_SIZE, WINDOW, FrameCoefficients,
-                              PhaseDifferenceExtractor, blur_matrix, gaussian_taps, symmetric_extension,
-                              unwrap_corrections)
+from mimamo_ops.model.phase import (
+    CLAMP_RAD,
+    NUM_PHASE,
+    PHASE_SIZE,
+    WINDOW,
+    FrameCoefficients,
+    PhaseDifferenceExtractor,
+    blur_matrix,
+    gaussian_taps,
+    symmetric_extension,
+    unwrap_corrections,
+)
 from tests.parity_recipes import render, wave_params
 
 PARITY_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "parity"

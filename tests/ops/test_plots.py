@@ -3,9 +3,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from mimamo_ops.plots import FACE_COLORS, face_color_rgb, find_gaps_s, plot_va_trend
-from mimamo_ops.seed_outputs import FaceSeries
-from mimamo_ops.smoothing import smooth_moving_average
+from mimamo_ops.outputs.plots import FACE_COLORS, face_color_rgb, find_gaps_s, plot_va_trend
+from mimamo_ops.outputs.series import FaceSeries
+from mimamo_ops.outputs.smoothing import smooth_moving_average
 
 FPS = 30.0
 

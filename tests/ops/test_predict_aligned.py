@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from beam_pipeline.cli import main
-from mimamo_ops.predictor import MimamoModel, ModelConfig, stitch_snippets
+from beam_pipeline.cli.main import main
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig, stitch_snippets
 from tests.ops.test_predictor import moving_faces
 
 NUM_FACES = 70  # two snippets: [0, 64) and the end-aligned [6, 70)

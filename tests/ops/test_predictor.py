@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from mimamo_ops import snippets as snip
-from mimamo_ops.phase import PhaseDifferenceExtractor
-from mimamo_ops.predictor import MimamoModel, ModelConfig, stitch_snippets
-from mimamo_ops.two_stream import TwoStreamRNN
+from mimamo_ops.model import snippets as snip
+from mimamo_ops.model.phase import PhaseDifferenceExtractor
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig, stitch_snippets
+from mimamo_ops.model.two_stream import TwoStreamRNN
 from tests.parity_recipes import gen_state_dict, render, wave_params
 
 

@@ -1,7 +1,7 @@
 """prefetch: order, errors at their position, bounded look-ahead, early close."""
 import pytest
 
-from mimamo_ops.prefetch import prefetch
+from mimamo_ops.runtime.prefetch import prefetch
 
 
 def test_items_come_out_in_order():

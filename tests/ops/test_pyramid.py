@@ -6,8 +6,8 @@ import pyrtools
 import pytest
 import torch
 
-from mimamo_ops.phase import symmetric_extension
-from mimamo_ops.pyramid import ComplexSteerablePyramid
+from mimamo_ops.model.phase import symmetric_extension
+from mimamo_ops.model.pyramid import ComplexSteerablePyramid
 from tests.parity_recipes import render, wave_params
 
 PARITY_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "parity"

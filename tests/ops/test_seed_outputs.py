@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mimamo_ops.seed_outputs import FaceSeries, build_seed_rows, seed_output_stem, write_seed_outputs
+from mimamo_ops.outputs.seed_outputs import build_seed_rows, seed_output_stem, write_seed_outputs
+from mimamo_ops.outputs.series import FaceSeries
 
 
 def make_track(face_id: int, frames, timestamps_s=None, offset: float = 0.0) -> FaceSeries:

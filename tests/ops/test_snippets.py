@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mimamo_ops.snippets import chunk_snippets, prepare_phase_images, snippet_ranges, stitch_ranges, window_positions
+from mimamo_ops.model.snippets import (
+    chunk_snippets,
+    prepare_phase_images,
+    snippet_ranges,
+    stitch_ranges,
+    window_positions,
+)
 
 
 def test_ranges_for_309_faces_end_with_an_overlapping_end_aligned_snippet():

@@ -1,14 +1,14 @@
-"""Each worker process's share of the cores (mimamo_ops.threads) and the CPU's bf16 units (cpu_features)."""
+"""Each worker process's share of the cores (mimamo_ops.runtime.threads) and the CPU's bf16 units (cpu_features)."""
 import os
 
 import cv2
 import pytest
 import torch
 
-from mimamo_ops import threads
-from mimamo_ops.cpu_features import bf16_units
-from mimamo_ops.predictor import ModelConfig
-from mimamo_ops.threads import apply_thread_budget, decoder_threads, threads_per_worker, usable_cpus
+from mimamo_ops.model.predictor import ModelConfig
+from mimamo_ops.runtime import threads
+from mimamo_ops.runtime.cpu_features import bf16_units
+from mimamo_ops.runtime.threads import apply_thread_budget, decoder_threads, threads_per_worker, usable_cpus
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mimamo_ops.phase import PhaseDifferenceExtractor
-from mimamo_ops.two_stream import TwoStreamRNN
+from mimamo_ops.model.phase import PhaseDifferenceExtractor
+from mimamo_ops.model.two_stream import TwoStreamRNN
 from tests.parity_recipes import gen_state_dict, render, wave_params
 
 from .expected import load_expected

@@ -8,8 +8,8 @@ import weakref
 import numpy as np
 import pytest
 
+from mimamo_ops.decoding.video import DecodeReport, VideoFrame, VideoInfo, iter_frames, probe_video
 from mimamo_ops.errors import VideoError
-from mimamo_ops.video import DecodeReport, VideoFrame, VideoInfo, iter_frames, probe_video
 from tests import clips
 
 N_MOVING = 60
@@ -298,7 +298,7 @@ def test_truncated_matroska_or_avi_ends_early_with_a_warning(suffix, tmp_path, c
     data = path.read_bytes()
     path.write_bytes(data[: int(0.4 * len(data))])
 
-    with caplog.at_level(logging.WARNING, logger="mimamo_ops.video"):
+    with caplog.at_level(logging.WARNING, logger="mimamo_ops.decoding.video"):
         frames = list(iter_frames(path))
 
     assert 5 < len(frames) < 60

@@ -6,14 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from beam_pipeline import cli
-from mimamo_ops.checkpoints import BACKBONE, MIMAMO, sha256_file
+from beam_pipeline.cli import main as cli
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
-from mimamo_ops.weights import (
-    CACHE_DIR_ENV,
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO, sha256_file
+from mimamo_ops.runtime.cache_dirs import CACHE_DIR_ENV, default_cache_dir
+from mimamo_ops.weights.cache import (
     FILENAMES,
     SHA256_ENV,
-    default_cache_dir,
     fetch_weights,
     import_weights,
     inspect_cache,

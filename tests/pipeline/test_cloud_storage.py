@@ -16,11 +16,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline import remote_files
+from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.remote_files import cache_remote_weights, open_local_copy
 from beam_pipeline.run import run
 from beam_pipeline.sinks import compute_video_id
-from mimamo_ops.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
+from mimamo_ops.model.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
 from tests import clips
 from tests.local_servers import BUCKET
 
@@ -39,7 +40,7 @@ def servers(gcs_emulator, s3_server, tmp_path_factory) -> Iterator[Dict[str, str
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
         patch.setenv("MIMAMO_CACHE_DIR", str(tmp_path_factory.mktemp("weights-cache")))
-        remote_files.use_anonymous_gcs_for_emulator()
+        use_anonymous_gcs_for_emulator()
         yield {"gs": gcs_emulator, "s3": s3_server}
 
 

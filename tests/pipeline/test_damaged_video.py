@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_pipeline.run import run
-from mimamo_ops.faces import FaceConfig, make_face_extractor
-from mimamo_ops.video import DecodeReport, iter_frames
+from mimamo_ops.decoding.video import DecodeReport, iter_frames
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.faces.stages import make_face_extractor
 from tests import clips
 
 N_FRAMES = 48

@@ -1,13 +1,13 @@
-"""``make demo`` (``python -m beam_pipeline.demo``) with the official weights in the cache, and offline."""
+"""``make demo`` (``python -m beam_pipeline.cli.demo``) with the official weights in the cache, and offline."""
 import socket
 
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipeline import demo
-from mimamo_ops.standin_weights import OFFICIAL_NOTE, STAND_IN_NOTE
-from mimamo_ops.video import probe_video
-from mimamo_ops.weights import import_weights
+from beam_pipeline.cli import demo
+from mimamo_ops.decoding.video import probe_video
+from mimamo_ops.weights.cache import import_weights
+from mimamo_ops.weights.standins import OFFICIAL_NOTE, STAND_IN_NOTE
 
 
 @pytest.fixture()

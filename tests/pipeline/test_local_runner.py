@@ -12,7 +12,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-from beam_pipeline.run import main, make_local_runner, run
+from beam_pipeline.beam_compat import make_local_runner
+from beam_pipeline.run import main, run
 from tests import clips
 
 

@@ -16,13 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipeline import cli
+from beam_pipeline.cli import main as cli
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.run import run
 from mimamo_ops import __version__
-from mimamo_ops.checkpoints import sha256_file
-from mimamo_ops.faces import FaceConfig, make_face_extractor
-from mimamo_ops.smoothing import smooth_moving_average
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.faces.stages import make_face_extractor
+from mimamo_ops.model.checkpoints import sha256_file
+from mimamo_ops.outputs.smoothing import smooth_moving_average
 from tests.local_servers import free_port, serve
 
 SMOOTHING_S = 0.2  # 6 frames at 30 fps
@@ -194,7 +195,7 @@ def test_multi_processing_and_another_compute_batch_give_the_same_rows(first_fra
     flags = pipeline_flags(clip_folder, synthetic_weights, output)
     flags[flags.index("--compute_batch_size") + 1] = "3"
     run(flags + ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    # the backbone's batch size changes float rounding only (mimamo_ops.backbone)
+    # the backbone's batch size changes float rounding only (mimamo_ops.model.backbone_runner)
     assert_same_rows(first_frames, read_sorted(output / "frames", KEY_COLUMNS), atol=1e-5)
 
 

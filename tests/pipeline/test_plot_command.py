@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_pipeline.commands import plot as plot_command
-from beam_pipeline.report import VideoRecord
+from beam_pipeline.cli.commands import plot as plot_command
+from beam_pipeline.cli.report import VideoRecord
 from beam_pipeline.sinks import compute_video_id
-from mimamo_ops.plots import face_color_rgb
-from mimamo_ops.video import iter_frames, probe_video
+from mimamo_ops.decoding.video import iter_frames, probe_video
+from mimamo_ops.outputs.plots import face_color_rgb
 from tests import clips
 from tests.pipeline.test_report import write_run_tables
 

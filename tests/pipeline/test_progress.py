@@ -1,7 +1,8 @@
 """The progress side channel: workers' records add up, and the bars reach the totals."""
 import io
 
-from beam_pipeline.progress import ProgressBars, ProgressWriter, read_progress
+from beam_pipeline.cli.progress import ProgressBars
+from beam_pipeline.progress_records import ProgressWriter, read_progress
 
 
 def test_records_of_several_writers_add_up_and_frames_flush_at_video_end(tmp_path):

@@ -14,8 +14,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn
-from mimamo_ops.faces import FaceConfig
-from mimamo_ops.predictor import ModelConfig
+from mimamo_ops.faces.records import FaceConfig
+from mimamo_ops.model.predictor import ModelConfig
 from tests import clips
 from tests.pipeline.test_transforms import ScriptedFaces, load_light_model
 

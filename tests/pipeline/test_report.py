@@ -8,10 +8,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipeline.commands import report as report_command
-from beam_pipeline.report import (
-    build_run_report, count_frames_per_face, count_videos_by_status, find_video, format_run_report, list_failures,
-    open_run, read_face_series, summarise_videos)
+from beam_pipeline.cli.commands import report as report_command
+from beam_pipeline.cli.report import (
+    build_run_report,
+    count_frames_per_face,
+    count_videos_by_status,
+    find_video,
+    format_run_report,
+    list_failures,
+    open_run,
+    read_face_series,
+    summarise_videos,
+)
 from beam_pipeline.sinks import VIDEOS_SCHEMA, build_frames_table, compute_video_id
 
 FPS = 30.0

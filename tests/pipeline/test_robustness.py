@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_pipeline.run import run
-from mimamo_ops.backbone import COMPILED_CACHE_ENV
+from mimamo_ops.runtime.openvino_models import COMPILED_CACHE_ENV
 from tests import clips
 from tests.unprivileged import run_without_permission_override
 

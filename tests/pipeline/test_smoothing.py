@@ -1,8 +1,8 @@
-"""Tests for mimamo_ops.smoothing: the seed's moving average, keeping every frame."""
+"""Tests for mimamo_ops.outputs.smoothing: the seed's moving average, keeping every frame."""
 import numpy as np
 import pytest
 
-from mimamo_ops.smoothing import smooth_moving_average, smoothing_window_frames
+from mimamo_ops.outputs.smoothing import smooth_moving_average, smoothing_window_frames
 
 
 @pytest.mark.parametrize(

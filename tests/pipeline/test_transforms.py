@@ -15,11 +15,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipeline.transforms import PredictFrames, PredictVideoDoFn, VideoSummary, build_video_row, TrackStats
 from mimamo_ops.errors import VideoError
-from mimamo_ops.faces import FaceConfig, FaceExtractor
+from mimamo_ops.faces.records import FaceConfig, FaceExtractor
 from mimamo_ops.faces.records import FaceRecord, FrameFaces
-from mimamo_ops.phase import PhaseDifferenceExtractor
-from mimamo_ops.predictor import MimamoModel, ModelConfig
-from mimamo_ops.two_stream import TwoStreamRNN
+from mimamo_ops.model.phase import PhaseDifferenceExtractor
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig
+from mimamo_ops.model.two_stream import TwoStreamRNN
 from tests import clips
 from tests.parity_recipes import gen_state_dict, render, wave_params
 
@@ -143,7 +143,7 @@ def test_setup_gives_the_process_its_thread_share_before_loading_the_model(monke
     import cv2
     import torch
 
-    from mimamo_ops import threads
+    from mimamo_ops.runtime import threads
 
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))

@@ -21,10 +21,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from beam_pipeline import remote_files
+from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.run import run
 from beam_pipeline.transforms import PredictVideoDoFn
-from mimamo_ops.checkpoints import sha256_file
+from mimamo_ops.model.checkpoints import sha256_file
 from tests import clips
 from tests.local_servers import BUCKET, free_port, serve
 from tests.pipeline.test_cloud_storage import upload
@@ -39,7 +40,7 @@ def remote_checkpoint(gcs_emulator, synthetic_weights, tmp_path_factory) -> Iter
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
         patch.setenv("MIMAMO_CACHE_DIR", str(tmp_path_factory.mktemp("launcher-cache")))
-        remote_files.use_anonymous_gcs_for_emulator()
+        use_anonymous_gcs_for_emulator()
         FileSystems.set_options(PipelineOptions([]))
         uri = f"gs://{BUCKET}/worker-pool/{synthetic_weights[0].name}"
         upload(synthetic_weights[0], uri)

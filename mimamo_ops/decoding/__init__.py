@@ -1,0 +1,5 @@
+"""Reading the inputs: videos (``video``: PyAV, upright RGB frames with true indices and times, damaged files
+reported) and folders of aligned faces that OpenFace wrote (``aligned_faces``).
+
+May import ``mimamo_ops.runtime`` and ``mimamo_ops.errors``. Start reading at ``video.iter_frames``.
+"""
