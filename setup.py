@@ -29,6 +29,7 @@ setup(
             "scikit-image>=0.21",
             "gcp-storage-emulator>=2024.1",
             "moto[server]>=5.0",
+            "import-linter>=2.17",  # the layering contract (.importlinter, tests/test_layering.py)
         ],
     },
     entry_points={"console_scripts": ["mimamo = beam_pipeline.cli.main:main"]},
