@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from mimamo_ops.errors import FaceStageError
-from mimamo_ops.faces import DlibFaceExtractor, FaceConfig, MtcnnFaceExtractor
+from mimamo_ops.faces.alignment import build_warp_matrix, transform_points
+from mimamo_ops.faces.dlib_stage import DlibFaceExtractor
 from mimamo_ops.faces.evaluation import load_labelled_images, score_detections
 from mimamo_ops.faces.mtcnn_model import read_weight_list
+from mimamo_ops.faces.mtcnn_stage import MtcnnFaceExtractor
+from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.tracking import box_iou_matrix, landmark_box
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "faces" / "labels.json"
@@ -80,22 +83,46 @@ def test_labels_name_their_source_for_every_image():
     assert all(entry["source"] and entry["faces"] is not None for entry in entries.values())
 
 
+# OpenVINO against eager torch on the labelled photos (tests/data/faces), measured 2026-12-06 on a 2-core AMD EPYC
+# (Zen 3, AVX2) with OpenVINO 2026.4 and torch 2.13, also with oneDNN capped at SSE4.1 and ATen's default kernels;
+# a Zen 4 (AVX-512, AVX512_BF16) showed the same worst box (0.016 px on 3ddfa_emma): the two runtimes' float
+# rounding differs by their own kernels, not by the CPU.
+#   boxes and five points: worst 1.2e-4 of the box side (0.016 px on a 137 px face); scores: worst 1.9e-6.
+#   fitted landmarks: 79 of 82 faces identical; dlib's predictor starts from the box rounded to whole pixels, so an
+#   edge within 0.016 px of a half pixel can round the other way; the other 3 differ by up to 3.4 px in the crop,
+#   within the stage's own frame-to-frame move on these stills (up to 3.95 px, test_faces_crop_agreement.py).
+BOX_SIDE_SHARE = 1e-3  # 8x the worst measured deviation
+SCORE_ATOL = 1e-4
+CROP_CORNERS_MAX_PX = 4.0
+CROP_CORNERS_MEDIAN_PX = 0.5
+_CORNERS = np.array([36, 39, 42, 45, 48, 54])  # iBUG-68 eye and mouth corners
+
+
 def test_openvino_and_torch_runtimes_of_mtcnn_find_the_same_faces(images):
-    """The default CPU runtime (OpenVINO) against eager torch, on every labelled photo: the same detections (boxes,
-    probabilities and five points within float rounding: 0.01 px, 1e-4), so the same faces fitted. (The fitted
-    landmarks can differ by a pixel or two: dlib's predictor starts from an integer box, and a box edge within
-    0.01 px of a half pixel rounds either way.)"""
+    """The default CPU runtime (OpenVINO) against eager torch, on every labelled photo: the same detections (boxes
+    and five points within ``BOX_SIDE_SHARE`` of the face's size, probabilities within ``SCORE_ATOL``), so the same
+    faces fitted, and aligned crops whose eye and mouth corners agree (see the measurement above)."""
     by_runtime = {runtime: MtcnnFaceExtractor(FaceConfig(runtime=runtime)) for runtime in ("openvino", "torch")}
     assert by_runtime["openvino"].detector.runtime == "openvino" and by_runtime["torch"].detector.runtime == "torch"
+    corner_px = []
     for image in images:
         rgb = image.read_rgb()
         fast, plain = (extractor.detector.detect(rgb) for extractor in by_runtime.values())
         assert len(fast) == len(plain), image.name
-        np.testing.assert_allclose(fast.boxes, plain.boxes, atol=0.01, err_msg=image.name)
-        np.testing.assert_allclose(fast.scores, plain.scores, atol=1e-4, err_msg=image.name)
-        np.testing.assert_allclose(fast.points, plain.points, atol=0.01, err_msg=image.name)
+        side = np.maximum(plain.boxes[:, 2] - plain.boxes[:, 0], plain.boxes[:, 3] - plain.boxes[:, 1])
+        box_share = np.abs(fast.boxes - plain.boxes).max(axis=1, initial=0) / side
+        points_share = np.abs(fast.points - plain.points).max(axis=(1, 2), initial=0) / side
+        assert np.all(box_share <= BOX_SIDE_SHARE), (image.name, box_share)
+        assert np.all(points_share <= BOX_SIDE_SHARE), (image.name, points_share)
+        np.testing.assert_allclose(fast.scores, plain.scores, atol=SCORE_ATOL, err_msg=image.name)
         fits = [extractor.find_faces(rgb) for extractor in by_runtime.values()]
         assert len(fits[0]) == len(fits[1]), image.name
+        template = by_runtime["torch"].template
         for (fast_points, _), (plain_points, _) in zip(*fits):
             overlap = box_iou_matrix(landmark_box(fast_points), landmark_box(plain_points))[0, 0]
             assert overlap > 0.9, image.name
+            fast_crop = transform_points(build_warp_matrix(fast_points, template, 112), fast_points[_CORNERS])
+            plain_crop = transform_points(build_warp_matrix(plain_points, template, 112), plain_points[_CORNERS])
+            corner_px.append(float(np.linalg.norm(fast_crop - plain_crop, axis=1).max()))
+    assert max(corner_px) <= CROP_CORNERS_MAX_PX, sorted(corner_px)[-5:]
+    assert np.median(corner_px) <= CROP_CORNERS_MEDIAN_PX, np.median(corner_px)
