@@ -16,6 +16,12 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from beam_pipeline.library_warnings import log_library_warnings
+
+if __name__ == "__main__":  # before Beam's import: its dependencies warn as they load
+    log_library_warnings()
+
+# pylint: disable=wrong-import-position
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -28,6 +34,7 @@ from beam_pipeline.resume import is_resumable, run_resumable
 from beam_pipeline.transforms import METRICS_NAMESPACE
 from beam_pipeline.watch import watch_inputs
 from mimamo_ops.errors import MimamoError
+# pylint: enable=wrong-import-position
 
 __all__ = ["run", "run_with_options", "configure_logging", "read_counters", "main",
            "EXIT_OK", "EXIT_CRASH", "EXIT_USAGE", "EXIT_SOME_FAILED", "EXIT_INTERRUPTED"]
