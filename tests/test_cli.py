@@ -99,3 +99,15 @@ def test_help_prints_nothing_on_stderr(command, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:")
     assert done.stderr == ""
+
+
+def test_beam_pipeline_run_help_lists_the_pipeline_options():
+    # Beam's PipelineOptions alone answers --help with a bare "usage: run.py [-h]"
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "beam_pipeline.run", "--help"], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.startswith("usage: python -m beam_pipeline.run")
+    for option in ("--input", "--output", "--smoothing_size", "--videos_per_commit", "--runtime"):
+        assert f"  {option} " in done.stdout, option
