@@ -11,16 +11,24 @@ The default runner (none given, or ``DirectRunner``) is Beam's Python FnApiRunne
 builds it but without its first try of the Prism runner, which downloads a binary from GitHub
 (``beam_compat.make_local_runner``), so a local run never touches the network.
 """
+import argparse
 import logging
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from beam_pipeline.library_warnings import log_library_warnings
+
+if __name__ == "__main__":  # before Beam's import: its dependencies warn as they load
+    log_library_warnings()
+
+# pylint: disable=wrong-import-position
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from beam_pipeline.beam_compat import make_local_runner, undo_output_abbreviation, use_anonymous_gcs_for_emulator
+from beam_pipeline.flags import add_mimamo_arguments
 from beam_pipeline.inputs import InputMatch
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
@@ -28,6 +36,7 @@ from beam_pipeline.resume import is_resumable, run_resumable
 from beam_pipeline.transforms import METRICS_NAMESPACE
 from beam_pipeline.watch import watch_inputs
 from mimamo_ops.errors import MimamoError
+# pylint: enable=wrong-import-position
 
 __all__ = ["run", "run_with_options", "configure_logging", "read_counters", "main",
            "EXIT_OK", "EXIT_CRASH", "EXIT_USAGE", "EXIT_SOME_FAILED", "EXIT_INTERRUPTED"]
@@ -128,8 +137,21 @@ def read_counters(result) -> Dict[str, int]:
     return counters
 
 
+def print_help() -> None:
+    """``--help``: the ``MimamoOptions`` flags with their help text (Beam's ``PipelineOptions`` would print none)."""
+    parser = argparse.ArgumentParser(prog="python -m beam_pipeline.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Beam's own options (--runner, --project, ...) are accepted as well.")
+    add_mimamo_arguments(parser)
+    parser.print_help()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m beam_pipeline.run``: runs the pipeline; returns the exit status (module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return EXIT_OK
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     try:
         result = run(argv)

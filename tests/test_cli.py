@@ -70,3 +70,44 @@ def test_command_named_in_an_option_file_is_registered_in_full(tmp_path, capsys)
     options.write_text("weights\nshow\n--cache-dir\n" + str(tmp_path / "empty") + "\n")
     assert main([f"@{options}"]) == 1  # both files missing
     assert "missing: run `mimamo weights fetch`" in capsys.readouterr().out
+
+
+# Every command a user types for help, as they type it. Beam's dependencies (the Google Cloud clients) print
+# FutureWarnings as they load; the entry points send them to the log, so nothing may reach stderr.
+_HELP_COMMANDS = [
+    ["mimamo", "--help"],
+    *[["mimamo", command, "--help"] for command in ("weights", "predict-aligned", "faces", "run", "report", "plot")],
+    *[["mimamo", "weights", action, "--help"] for action in ("fetch", "import", "show")],
+    ["python", "-m", "beam_pipeline.cli", "--help"],
+    ["python", "-m", "beam_pipeline.run", "--help"],
+    ["python", "-m", "beam_pipeline.cli.demo", "--help"],
+]
+
+
+@pytest.mark.parametrize("command", _HELP_COMMANDS, ids=" ".join)
+def test_help_prints_nothing_on_stderr(command, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    executable = sys.executable if command[0] == "python" else str(Path(sys.executable).with_name(command[0]))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run([executable, *command[1:]], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:")
+    assert done.stderr == ""
+
+
+def test_beam_pipeline_run_help_lists_the_pipeline_options():
+    # Beam's PipelineOptions alone answers --help with a bare "usage: run.py [-h]"
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "beam_pipeline.run", "--help"], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.startswith("usage: python -m beam_pipeline.run")
+    for option in ("--input", "--output", "--smoothing_size", "--videos_per_commit", "--runtime"):
+        assert f"  {option} " in done.stdout, option

@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 
 from beam_pipeline.cli.main import main as run_mimamo
+from beam_pipeline.library_warnings import log_library_warnings
 from mimamo_ops.errors import WeightsFetchError
 from mimamo_ops.weights.cache import fetch_weights
 from mimamo_ops.weights.standins import STAND_IN_NOTE, write_stand_in_weights
@@ -104,6 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--offline", action="store_true",
                         help="never download: official weights from the cache, else stand-in weights")
     args = parser.parse_args(argv)
+    log_library_warnings()  # before torch, Beam and their dependencies load
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     workdir = Path(args.workdir)
     weight_flags, stand_in = choose_weights(workdir, args.offline)

@@ -13,6 +13,7 @@ import shlex
 import sys
 from typing import List, Optional
 
+from beam_pipeline.library_warnings import log_library_warnings
 from mimamo_ops import __version__
 from mimamo_ops.errors import MimamoError
 
@@ -76,6 +77,8 @@ def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Parses ``argv`` and runs the chosen sub-command; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    # before the sub-command's imports: Beam's dependencies warn as they load; `mimamo run` logs them
+    log_library_warnings()
     parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if not hasattr(args, "handler"):  # the command word came from an @file: register that command in full
@@ -85,9 +88,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    # libraries' warnings (deprecations when Beam's dependencies load) become log records: in `mimamo run`
-    # they go to the run's log file, not to the console
-    logging.captureWarnings(True)
     if extra and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

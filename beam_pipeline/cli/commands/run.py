@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 from typing import TYPE_CHECKING
 
 from beam_pipeline.flags import add_mimamo_arguments
+from beam_pipeline.library_warnings import attach_log_file, detach_log_file
 
 if TYPE_CHECKING:  # Beam, torch, the pipeline and plotting are imported where used: `mimamo run --help` stays quick
     from beam_pipeline.options import MimamoOptions
@@ -154,7 +155,7 @@ def open_run_log(output: str, verbose: bool = False) -> logging.FileHandler:
     file_handler.setFormatter(logging.Formatter(LOG_FILE_FORMAT))
     root.addHandler(file_handler)
     root.setLevel(file_handler.level)
-    logging.captureWarnings(True)
+    attach_log_file(file_handler)  # libraries' warnings, those raised before the file was open included
     return file_handler
 
 
@@ -162,6 +163,7 @@ def close_run_log(handler: Optional[logging.FileHandler]) -> None:
     """Detaches and closes the handler of :func:`open_run_log` (a no-op for None)."""
     if handler is not None:
         logging.getLogger().removeHandler(handler)
+        detach_log_file(handler)
         handler.close()
 
 
