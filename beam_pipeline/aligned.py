@@ -20,9 +20,9 @@ from beam_pipeline.config import MODEL_SETTINGS, model_and_face_configs, read_se
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.model_loading import load_model
 from beam_pipeline.options import worker_processes_per_machine
-from beam_pipeline.rows import AlignedFace, FacePrediction
+from beam_pipeline.rows import AlignedFace, FacePrediction, image_array
 from mimamo_ops.decoding.aligned_faces import list_aligned_faces, read_aligned_faces
-from mimamo_ops.model.predictor import MimamoModel, ModelConfig, StreamingStitcher
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig, predict_face_sequence
 from mimamo_ops.runtime.threads import apply_thread_budget
 
 __all__ = ["AlignedPredictionRow", "MimamoModelHandler", "PredictAlignedFaces", "read_aligned_face_folder"]
@@ -45,7 +45,8 @@ beam.coders.registry.register_coder(AlignedPredictionRow, beam.coders.RowCoder)
 
 
 def predict_sequence(model: MimamoModel, faces: Iterable[AlignedFace]) -> List[FacePrediction]:
-    """Valence and arousal of each face of one sequence, taken in frame order as one track.
+    """Valence and arousal of each face of one sequence, taken in frame order as one track
+    (``mimamo_ops.model.predictor.predict_face_sequence``).
 
     Args:
         model: the loaded networks.
@@ -55,15 +56,9 @@ def predict_sequence(model: MimamoModel, faces: Iterable[AlignedFace]) -> List[F
         One ``FacePrediction`` per face, in frame order.
     """
     ordered = sorted(faces, key=lambda face: int(face.frame_index))
-    track = model.new_track()
-    stitcher = StreamingStitcher(model.config.snippet_length)
-    rows: List[Tuple[int, float, float, float]] = []
-    for face in ordered:
-        rows.extend(stitcher.add(track.add_face(int(face.frame_index), float(face.timestamp_s), face.image_array())))
-    rows.extend(stitcher.add(track.finish()))
-    rows.extend(stitcher.finish())
-    return [FacePrediction(int(frame), float(time_s), float(valence), float(arousal))
-            for frame, time_s, valence, arousal in rows]
+    crops = ((int(face.frame_index), float(face.timestamp_s), image_array(face)) for face in ordered)
+    return [FacePrediction(frame, time_s, valence, arousal)
+            for frame, time_s, valence, arousal in predict_face_sequence(model, crops)]
 
 
 class MimamoModelHandler(ModelHandler[Sequence[AlignedFace], List[FacePrediction], MimamoModel]):

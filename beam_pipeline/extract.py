@@ -110,7 +110,7 @@ class ExtractFaces(beam.PTransform):
     """Video URIs (``str``, ``FileMetadata`` or ``ReadableFile``) -> aligned face crops with their facts.
 
     Returns a ``FacesResult``: ``.faces`` (``FaceCropRow``: box, 68 landmarks, confidence, ``face_id``,
-    ``track_id`` and the uint8 RGB crop as bytes; ``FaceCropRow.crop_array()`` decodes it) and ``.videos``
+    ``track_id`` and the uint8 RGB crop as bytes; ``beam_pipeline.rows.crop_array(row)`` decodes it) and ``.videos``
     (``VideoRow`` per distinct input; a video that fails is a ``failed`` row and has no crops).
 
     Keyword arguments are the face-stage options of ``mimamo run`` by name (``face_backend``, ``multi_face``,

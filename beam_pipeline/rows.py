@@ -36,7 +36,9 @@ __all__ = [
     "VideoRow",
     "arrow_schema",
     "compute_video_id",
+    "crop_array",
     "failed_video_row",
+    "image_array",
     "row_to_dict",
     "with_row_type",
 ]
@@ -110,7 +112,7 @@ class FaceCropRow(typing.NamedTuple):
     """One aligned face crop of one video frame (``ExtractFaces``).
 
     ``crop`` holds uint8 (``crop_size_px``, ``crop_size_px``, 3) RGB pixels, row-major ``[row y, col x, channel]``
-    (``FaceCropRow.crop_array`` decodes it); ``landmarks_xy_px`` the 68 iBUG points as (x0, y0, x1, y1, ...),
+    (``crop_array(row)`` decodes it); ``landmarks_xy_px`` the 68 iBUG points as (x0, y0, x1, y1, ...),
     pixels of the upright frame, origin top-left.
     """
 
@@ -129,17 +131,13 @@ class FaceCropRow(typing.NamedTuple):
     crop_size_px: np.int32
     crop: bytes
 
-    def crop_array(self) -> np.ndarray:
-        """The crop as uint8 (crop_size_px, crop_size_px, 3) RGB."""
-        side = int(self.crop_size_px)
-        return np.frombuffer(self.crop, dtype=np.uint8).reshape(side, side, 3)
-
 
 class AlignedFace(typing.NamedTuple):
     """One aligned face of a sequence a user brings to ``PredictAlignedFaces`` (OpenFace's crops, say).
 
-    ``image`` holds uint8 (``height_px``, ``width_px``, 3) RGB pixels, row-major; the network resizes it as the
-    original did (spec 3.4), so any size works, 112x112 as OpenFace writes is what the model was trained on.
+    ``image`` holds uint8 (``height_px``, ``width_px``, 3) RGB pixels, row-major (``image_array(face)`` decodes
+    it); the network resizes it as the original did (spec 3.4), so any size works; 112x112, as OpenFace writes,
+    is what the model was trained on.
     """
 
     frame_index: np.int64
@@ -156,10 +154,6 @@ class AlignedFace(typing.NamedTuple):
             raise ValueError(f"an aligned face must be uint8 (H, W, 3) RGB; got shape {rgb.shape}")
         return cls(int(frame_index), float(timestamp_s), int(rgb.shape[0]), int(rgb.shape[1]), rgb.tobytes())
 
-    def image_array(self) -> np.ndarray:
-        """The image as uint8 (height_px, width_px, 3) RGB."""
-        return np.frombuffer(self.image, dtype=np.uint8).reshape(int(self.height_px), int(self.width_px), 3)
-
 
 class FacePrediction(typing.NamedTuple):
     """Valence and arousal of one frame of an aligned-face sequence (``PredictAlignedFaces``)."""
@@ -168,6 +162,21 @@ class FacePrediction(typing.NamedTuple):
     timestamp_s: np.float64
     valence: np.float32
     arousal: np.float32
+
+
+def crop_array(row) -> np.ndarray:
+    """A ``FaceCropRow``'s crop as uint8 (crop_size_px, crop_size_px, 3) RGB.
+
+    A function rather than a method: after a shuffle some Beam releases hand rows back as their own schema type,
+    which has the fields but not the methods.
+    """
+    side = int(row.crop_size_px)
+    return np.frombuffer(row.crop, dtype=np.uint8).reshape(side, side, 3)
+
+
+def image_array(face) -> np.ndarray:
+    """An ``AlignedFace``'s image as uint8 (height_px, width_px, 3) RGB (a function, as ``crop_array``)."""
+    return np.frombuffer(face.image, dtype=np.uint8).reshape(int(face.height_px), int(face.width_px), 3)
 
 
 for _row_type in (FrameRow, VideoRow, SnippetRow, FaceCropRow, AlignedFace, FacePrediction):

@@ -29,9 +29,10 @@ from beam_pipeline import (
     PredictValenceArousal,
     VideoRow,
     WriteResultTables,
+    read_aligned_face_folder,
 )
 from beam_pipeline.aligned import predict_sequence
-from beam_pipeline.rows import arrow_schema
+from beam_pipeline.rows import arrow_schema, crop_array
 from beam_pipeline.sinks import FRAMES_SCHEMA, VIDEOS_SCHEMA
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.stages import make_face_extractor
@@ -180,7 +181,7 @@ def test_extract_faces_gives_the_face_stages_crops_as_rows(extracted, clip_folde
     assert {(row.face_id, row.frame_index) for row in faces} == set(expected)
     for row in faces:
         face = expected[(row.face_id, row.frame_index)]
-        np.testing.assert_array_equal(row.crop_array(), face.aligned)
+        np.testing.assert_array_equal(crop_array(row), face.aligned)
         np.testing.assert_allclose(np.reshape(row.landmarks_xy_px, (68, 2)), face.landmarks, atol=1e-4)
         assert row.track_id == face.track_id and row.video_uri == uri
     statuses = sorted((Path(row.video_uri).name, row.status, row.error_stage) for row in videos)
@@ -195,7 +196,7 @@ def test_predict_aligned_faces_on_the_crops_gives_mimamo_runs_numbers(extracted,
     sequences = {}
     for row in sorted(faces, key=lambda row: (row.face_id, row.frame_index)):
         sequences.setdefault(f"two_faces/{row.face_id}", []).append(
-            AlignedFace.from_array(row.frame_index, row.timestamp_s, row.crop_array()))
+            AlignedFace.from_array(row.frame_index, row.timestamp_s, crop_array(row)))
     checkpoint, backbone = synthetic_weights
     model_settings = dict(checkpoint=str(checkpoint), backbone=str(backbone), length=16, stride=16,
                           compute_batch_size=8)
@@ -215,5 +216,32 @@ def test_predict_aligned_faces_on_the_crops_gives_mimamo_runs_numbers(extracted,
 
     with TestPipeline() as pipeline:
         rows = pipeline | beam.Create(list(sequences.items())) | PredictAlignedFaces(**model_settings)
+        values = rows | beam.Map(lambda row: (row.key, row.frame_index, row.valence, row.arousal))
+        assert_that(values, equal_to(expected, equals_fn=close))
+
+
+def test_openface_folders_give_the_predict_aligned_commands_numbers(clip_folder, synthetic_weights, tmp_path):
+    """A folder in OpenFace's layout (``mimamo faces`` writes one) through ``read_aligned_face_folder`` and
+    ``PredictAlignedFaces``: the rows ``mimamo predict-aligned`` writes for the same folder."""
+    from beam_pipeline.cli import main as cli  # pylint: disable=import-outside-toplevel
+
+    checkpoint, backbone = (str(path) for path in synthetic_weights)
+    folder = tmp_path / "openface"
+    assert cli.main(["faces", str(clip_folder / "one_face.mp4"), "--output", str(folder)]) == 0
+    assert cli.main(["predict-aligned", str(folder), "--output", str(tmp_path / "rows.csv"), "--checkpoint",
+                     checkpoint, "--backbone", backbone]) == 0
+    with open(tmp_path / "rows.csv", newline="", encoding="utf-8") as handle:
+        expected = [(str(folder), int(row["frame"]), float(row["valence"]), float(row["arousal"]))
+                    for row in csv.DictReader(handle)]
+    assert len(expected) == 24
+
+    def close(actual, wanted):
+        return actual[:2] == wanted[:2] and np.allclose(actual[2:], wanted[2:], rtol=0, atol=1e-6)
+
+    with TestPipeline() as pipeline:
+        rows = (pipeline
+                | beam.Create([str(folder)])
+                | beam.Map(read_aligned_face_folder)
+                | PredictAlignedFaces(checkpoint=checkpoint, backbone=backbone))
         values = rows | beam.Map(lambda row: (row.key, row.frame_index, row.valence, row.arousal))
         assert_that(values, equal_to(expected, equals_fn=close))
