@@ -1,10 +1,11 @@
 # Worker container for Dataflow (--sdk_container_image) and portable runners (Flink, Spark: DOCKER environment,
 # or `docker run IMAGE --worker_pool` as an EXTERNAL worker pool). The base image is Beam's own SDK container,
-# same Beam and Python versions as the launcher (apache-beam 2.62.0, Python 3.11), so its boot entrypoint stays.
+# same Beam and Python versions as the launcher (set BEAM_VERSION to the launcher's release), so its boot
+# entrypoint stays.
 #
 #   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/mimamo-worker:0.1.0 .
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t ...:0.1.0-gpu .
-ARG BEAM_VERSION=2.62.0
+ARG BEAM_VERSION=2.78.0
 ARG PYTHON_VERSION=3.11
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
 
@@ -22,8 +23,8 @@ COPY setup.py requirements.txt README.md ./
 COPY mimamo_ops ./mimamo_ops
 COPY beam_pipeline ./beam_pipeline
 ARG BEAM_VERSION
-RUN pip install --no-cache-dir . "apache-beam[gcp,aws]==${BEAM_VERSION}" \
-    && python -c "import dlib, torch, av, boto3, beam_pipeline.transforms; from mimamo_ops.faces.landmark_model import locate_shape_predictor; print(locate_shape_predictor())"
+RUN pip install --no-cache-dir . "apache-beam[gcp,aws,dataframe]==${BEAM_VERSION}" \
+    && python -c "import dlib, torch, av, boto3, beam_pipeline.predict; from mimamo_ops.faces.landmark_model import locate_shape_predictor; print(locate_shape_predictor())"
 
 # Weights fetched from gs:// or s3:// are cached here once per worker process (beam_pipeline.remote_files).
 ENV MIMAMO_CACHE_DIR=/var/cache/mimamo

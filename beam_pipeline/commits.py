@@ -28,16 +28,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.remote_files import is_remote
+from beam_pipeline.sinks import FRAMES_DIR, SNIPPETS_DIR, TABLES, VIDEOS_DIR
 
-__all__ = ["STAGING_DIR", "COMPLETE_MARKER", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR", "TABLES",
-           "read_processed_uris", "recover_staged_batches", "commit_batch", "run_and_commit_batch",
+__all__ = ["STAGING_DIR", "COMPLETE_MARKER", "read_processed_uris", "recover_staged_batches", "commit_batch", "run_and_commit_batch",
            "batch_options", "remove_stale_temp_dirs", "remove_empty_staging", "new_batch_id"]
 
 LOGGER = logging.getLogger(__name__)
-FRAMES_DIR = "frames"
-VIDEOS_DIR = "videos"
-SNIPPETS_DIR = "snippets"
-TABLES = (FRAMES_DIR, VIDEOS_DIR, SNIPPETS_DIR)
 STAGING_DIR = "_staging"
 COMPLETE_MARKER = "_COMPLETE"
 TABLES_IN_COMMIT_ORDER = (SNIPPETS_DIR, FRAMES_DIR, VIDEOS_DIR)  # videos/ last: it is the record of results

@@ -20,9 +20,10 @@ import glob
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence
+import typing
+from typing import Iterable, Iterator, List, Optional, Sequence
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.flags import DEFAULT_VIDEO_EXTENSIONS
@@ -32,6 +33,7 @@ __all__ = [
     "LIST_FILE_EXTENSIONS",
     "InputMatch",
     "dedup_key",
+    "pick_first_match",
     "expand_input",
     "expand_inputs",
 ]
@@ -43,9 +45,8 @@ MATCH_STAGE = "match"
 READ_STAGE = "read"
 
 
-@dataclass(frozen=True)
-class InputMatch:
-    """One entry an input argument stands for.
+class InputMatch(typing.NamedTuple):
+    """One entry an input argument stands for (a Beam row: it goes through the de-duplicating shuffle).
 
     Attributes:
         uri: the video's URI as found (a local path or a URI with a scheme), or the input, list line or
@@ -58,6 +59,9 @@ class InputMatch:
     uri: str
     error: Optional[str] = None
     error_stage: Optional[str] = None
+
+
+beam.coders.registry.register_coder(InputMatch, beam.coders.RowCoder)
 
 
 def _is_glob(uri: str) -> bool:
@@ -223,3 +227,11 @@ def expand_inputs(uris: Sequence[str], video_extensions: Sequence[str] = DEFAULT
         for match in expand_input(uri, video_extensions):
             seen.setdefault(dedup_key(match.uri), match)
     return list(seen.values())
+
+
+def pick_first_match(matches: Iterable[InputMatch]) -> InputMatch:
+    """Among entries with the same resolved path, the one given by that path, else the smallest URI.
+
+    The choice does not depend on the order in which the runner delivers them.
+    """
+    return min(matches, key=lambda match: (match.uri != dedup_key(match.uri), match.uri))

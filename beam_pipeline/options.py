@@ -8,6 +8,7 @@ The seed's names are kept where they still mean the same thing. ``--batch_size``
 """
 import argparse
 import json
+import re
 from typing import Any, Dict
 
 from apache_beam.options.pipeline_options import (
@@ -20,7 +21,8 @@ from apache_beam.options.pipeline_options import (
 
 from beam_pipeline.flags import FIXED_BY_CHECKPOINT, MAX_PYRAMID_HEIGHT, MIN_PYRAMID_HEIGHT, add_mimamo_arguments
 
-__all__ = ["MimamoOptions", "validate_options", "options_as_json", "worker_processes_per_machine"]
+__all__ = ["MimamoOptions", "is_secret_option", "options_as_json", "recordable_options", "validate_options",
+           "worker_processes_per_machine"]
 
 
 class MimamoOptions(PipelineOptions):
@@ -31,21 +33,22 @@ class MimamoOptions(PipelineOptions):
         add_mimamo_arguments(parser)
 
 
-def _require(condition: bool, option: str, value: Any, expected: str) -> None:
-    if not condition:
-        raise ValueError(f"--{option}={value!r}: {expected}")
-
-
-def validate_options(options: MimamoOptions, require_io: bool = True) -> None:
+def validate_options(options: MimamoOptions, require_io: bool = True, prefix: str = "--") -> None:
     """Checks the options while the graph is built, before any worker starts.
 
     Args:
-        options: the pipeline's options, viewed as ``MimamoOptions``.
+        options: the pipeline's options, viewed as ``MimamoOptions`` (or a namespace with the same names).
         require_io: whether ``--input`` and ``--output`` must be set.
+        prefix: put before the option's name in messages: ``--`` for flags, ``""`` for a transform's keyword
+            arguments (``length=0: must be >= 1``).
 
     Raises:
         ValueError: an option has an unusable value; the message names the option and the value.
     """
+    def _require(condition: bool, option: str, value: Any, expected: str) -> None:
+        if not condition:
+            raise ValueError(f"{prefix}{option}={value!r}: {expected}")
+
     if require_io:
         _require(bool(options.input), "input", options.input, "give at least one video, directory, glob or list")
         _require(bool(options.output), "output", options.output, "an output directory is required")
@@ -79,11 +82,25 @@ def validate_options(options: MimamoOptions, require_io: bool = True) -> None:
                  "each extension must start with '.'")
 
 
-def options_as_json(options: PipelineOptions) -> str:
-    """Returns every option (Beam's and ours) as sorted JSON, for the Parquet key-value metadata."""
-    all_options: Dict[str, Any] = options.get_all_options(drop_default=False, retain_unknown_options=True)
-    return json.dumps(all_options, sort_keys=True, default=str)
+# Options never written anywhere (Parquet metadata, _run.json, logs): credentials. Beam's S3 keys and session
+# token, Azure's connection string, and anything named like a key, secret, token, password or credential.
+_SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential|connection_string", re.IGNORECASE)
 
+
+def is_secret_option(name: str) -> bool:
+    """Whether an option holds a credential by its name (``s3_secret_access_key``, ``s3_session_token``, ...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def recordable_options(options: PipelineOptions) -> Dict[str, Any]:
+    """Every option (Beam's and ours) except credentials (``is_secret_option``), by name."""
+    all_options = options.get_all_options(drop_default=False, retain_unknown_options=True)
+    return {name: value for name, value in all_options.items() if not is_secret_option(name)}
+
+
+def options_as_json(options: PipelineOptions) -> str:
+    """Every option but credentials (``recordable_options``) as sorted JSON, for the Parquet key-value metadata."""
+    return json.dumps(recordable_options(options), sort_keys=True, default=str)
 
 
 def worker_processes_per_machine(options: PipelineOptions) -> int:

@@ -116,11 +116,14 @@ def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
         extension, and error messages name the file).
 
     Raises:
-        FileNotFoundError: the remote file does not exist.
+        FileNotFoundError: the file does not exist.
         OSError: the copy would not fit on the temp disk, or it came out incomplete.
     """
     if not is_remote(uri):
-        yield _local_path(uri)
+        path = _local_path(uri)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"{uri}: no such file")
+        yield path
         return
     size_bytes, _ = _stat(uri)
     directory = tempfile.mkdtemp(prefix="mimamo-video-", dir=temp_dir)

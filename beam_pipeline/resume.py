@@ -31,13 +31,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 
 from beam_pipeline.beam_compat import LOCAL_RUNNERS
-from beam_pipeline.commits import (STAGING_DIR, TABLES, batch_options, read_processed_uris,
+from beam_pipeline.commits import (STAGING_DIR, batch_options, read_processed_uris,
                                    recover_staged_batches, remove_empty_staging, remove_stale_temp_dirs,
                                    run_and_commit_batch)
-from beam_pipeline.inputs import InputMatch, dedup_key, expand_input
-from beam_pipeline.options import MimamoOptions, validate_options
+from beam_pipeline.inputs import InputMatch, dedup_key, expand_input, pick_first_match
+from beam_pipeline.options import MimamoOptions, recordable_options, validate_options
 from beam_pipeline.remote_files import is_remote, resolve_weight_uris, weights_sha256
-from beam_pipeline.transforms import pick_first_match
+from beam_pipeline.sinks import TABLES
 from mimamo_ops import __version__
 from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
 
@@ -64,7 +64,7 @@ def build_manifest(options: PipelineOptions) -> Dict[str, Any]:
     """What identifies a run: package version, weights' SHA-256s and every option that can change its rows."""
     mimamo = options.view_as(MimamoOptions)
     checkpoint, backbone = resolve_weight_uris(mimamo.checkpoint, mimamo.backbone)
-    values = options.get_all_options(drop_default=False, retain_unknown_options=True)
+    values = recordable_options(options)  # credentials are never written (_run.json)
     # --output is where the manifest lives, so it is the same folder however it was spelt
     kept = {key: value for key, value in values.items() if key not in EXECUTION_ONLY_OPTIONS and key != "output"}
     return {

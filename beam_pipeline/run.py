@@ -15,7 +15,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from beam_pipeline.library_warnings import log_library_warnings
 
@@ -24,21 +24,20 @@ if __name__ == "__main__":  # before Beam's import: its dependencies warn as the
 
 # pylint: disable=wrong-import-position
 import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from beam_pipeline.beam_compat import make_local_runner, undo_output_abbreviation, use_anonymous_gcs_for_emulator
 from beam_pipeline.flags import add_mimamo_arguments
 from beam_pipeline.inputs import InputMatch
+from beam_pipeline.metrics import read_counters
 from beam_pipeline.options import MimamoOptions
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.resume import is_resumable, run_resumable
-from beam_pipeline.transforms import METRICS_NAMESPACE
 from beam_pipeline.watch import watch_inputs
 from mimamo_ops.errors import MimamoError
 # pylint: enable=wrong-import-position
 
-__all__ = ["run", "run_with_options", "configure_logging", "read_counters", "main",
+__all__ = ["run", "run_with_options", "configure_logging", "main",
            "EXIT_OK", "EXIT_CRASH", "EXIT_USAGE", "EXIT_SOME_FAILED", "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
@@ -126,15 +125,6 @@ def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipe
 def run(argv: Optional[List[str]] = None, test_pipeline: Optional[beam.Pipeline] = None):
     """Parses ``argv`` (Beam's options and ``MimamoOptions``), runs the pipeline and returns its result."""
     return run_with_options(PipelineOptions(argv), test_pipeline=test_pipeline)
-
-
-def read_counters(result) -> Dict[str, int]:
-    """Committed counters of the ``mimamo`` namespace, by name (summed over steps)."""
-    counters: Dict[str, int] = {}
-    for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
-        name = counter.key.metric.name
-        counters[name] = counters.get(name, 0) + int(counter.committed or 0)
-    return counters
 
 
 def print_help() -> None:

@@ -16,7 +16,7 @@ window, a pending snippet or a pending GRU sequence still needs them.
 """
 import dataclasses
 import logging
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -445,3 +445,25 @@ class StreamingStitcher:
         rows = [self._rows.pop(p) for p in range(self._released, stop) if p in self._rows]
         self._released = max(self._released, stop)
         return rows
+
+
+def predict_face_sequence(model: MimamoModel, faces: Iterable[Tuple[int, float, np.ndarray]]
+                          ) -> Iterator[Tuple[int, float, float, float]]:
+    """Per-frame valence and arousal of one face's aligned crops, taken in the given order as one track.
+
+    Streams: rows come out as soon as no later snippet can overwrite them, so memory stays flat in the sequence's
+    length (``StreamingStitcher``).
+
+    Args:
+        model: the loaded networks.
+        faces: ``(frame_index, timestamp_s, rgb)`` per face in frame order; ``rgb`` uint8 (H, W, 3).
+
+    Yields:
+        ``(frame_index, timestamp_s, valence, arousal)`` per face, in order.
+    """
+    track = model.new_track()
+    stitcher = StreamingStitcher(model.config.snippet_length)
+    for frame_index, timestamp_s, rgb in faces:
+        yield from stitcher.add(track.add_face(frame_index, timestamp_s, rgb))
+    yield from stitcher.add(track.finish())
+    yield from stitcher.finish()

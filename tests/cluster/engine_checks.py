@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 
 from beam_pipeline.run import run
-from beam_pipeline.transforms import METRICS_NAMESPACE
+from beam_pipeline.metrics import METRICS_NAMESPACE
 from tests.pipeline.test_pipeline import KEY_COLUMNS, read_sorted
 
 ATOL = 1e-5

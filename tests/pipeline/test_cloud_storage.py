@@ -18,8 +18,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline import remote_files
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.remote_files import cache_remote_weights, open_local_copy
+from beam_pipeline.rows import compute_video_id
 from beam_pipeline.run import run
-from beam_pipeline.sinks import compute_video_id
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
 from mimamo_ops.model.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
 from tests import clips

@@ -8,7 +8,7 @@ from PIL import Image
 
 from beam_pipeline.cli.commands import plot as plot_command
 from beam_pipeline.cli.report import VideoRecord
-from beam_pipeline.sinks import compute_video_id
+from beam_pipeline.rows import compute_video_id
 from mimamo_ops.decoding.video import iter_frames, probe_video
 from mimamo_ops.outputs.plots import face_color_rgb
 from tests import clips

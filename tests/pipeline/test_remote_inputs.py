@@ -13,7 +13,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipeline.inputs import expand_input
-from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn
+from beam_pipeline.matching import MatchVideos
+from beam_pipeline.predict import PredictFrames, PredictVideoDoFn
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.model.predictor import ModelConfig
 from tests import clips
@@ -77,11 +78,11 @@ def test_remote_video_is_predicted_from_a_temp_copy_that_is_removed(tmp_path: Pa
     predict_fn = PredictVideoDoFn(config, FaceConfig(), model_loader=load_light_model,
                                   extractor_factory=RecordingFaces)
     pipeline = BeamTestPipeline()
-    matched = pipeline | MatchVideos([f"{PREFIX}{tmp_path}/"], (".mp4",))
-    outputs = matched["videos"] | PredictFrames(predict_fn, None)
-    rows = outputs["frames"] | beam.Map(lambda table: (table["video_uri"][0].as_py(), table.num_rows))
+    matched = pipeline | beam.Create([f"{PREFIX}{tmp_path}/"]) | MatchVideos((".mp4",))
+    outputs = matched.videos | PredictFrames(predict_fn, None)
+    rows = outputs.frames | beam.Map(lambda row: row.video_uri) | beam.combiners.Count.PerElement()
     assert_that(rows, equal_to([(uri, 32)]), label="RowsKeepTheRemoteUri")
-    statuses = outputs["videos"] | beam.Map(lambda summary: (summary.video_uri, summary.status))
+    statuses = outputs.videos | beam.Map(lambda summary: (summary.video_uri, summary.status))
     assert_that(statuses, equal_to([(uri, "ok")]), label="Status")
     pipeline.run().wait_until_finish()
     assert len(SEEN_PATHS) == 1 and SEEN_PATHS[0] != str(tmp_path / "good.mp4")

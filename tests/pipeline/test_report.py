@@ -20,7 +20,8 @@ from beam_pipeline.cli.report import (
     read_face_series,
     summarise_videos,
 )
-from beam_pipeline.sinks import VIDEOS_SCHEMA, build_frames_table, compute_video_id
+from beam_pipeline.rows import FrameRow, compute_video_id
+from beam_pipeline.sinks import FRAMES_SCHEMA, VIDEOS_SCHEMA
 
 FPS = 30.0
 ONE_FACE_FRAMES = np.array([*range(0, 10), *range(15, 30)])  # frames 10..14: no face
@@ -32,8 +33,9 @@ def _face_rows(uri: str, face_id: int, frames: np.ndarray, valence: float, arous
     raw = np.tile(np.float32([valence, arousal]), (count, 1))
     smoothed = raw + np.float32(0.01) * np.arange(count, dtype=np.float32)[:, None]
     boxes = np.tile(np.float32([100, 50, 180, 150]), (count, 1)) + np.float32(face_id * 200)
-    return build_frames_table(uri, face_id, frames, frames / FPS, raw, smoothed, boxes, np.full(count, 0.9, np.float32),
-                              np.full(count, face_id, np.int32))
+    rows = [FrameRow(uri, compute_video_id(uri), face_id, face_id, frame, frame / FPS, *raw[i].tolist(),
+                     *smoothed[i].tolist(), *boxes[i].tolist(), 0.9)._asdict() for i, frame in enumerate(frames.tolist())]
+    return pa.Table.from_pylist(rows, schema=FRAMES_SCHEMA)
 
 
 def _video_row(uri: str, status: str, **fields) -> Dict[str, object]:

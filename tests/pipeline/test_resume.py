@@ -20,8 +20,9 @@ import pytest
 
 from beam_pipeline.commits import COMPLETE_MARKER, STAGING_DIR, recover_staged_batches, remove_stale_temp_dirs
 from beam_pipeline.resume import RUN_MANIFEST
+from beam_pipeline.rows import compute_video_id
 from beam_pipeline.run import run
-from beam_pipeline.sinks import VIDEOS_SCHEMA, compute_video_id
+from beam_pipeline.sinks import VIDEOS_SCHEMA
 from tests import clips
 
 CLIP_FRAMES = 16

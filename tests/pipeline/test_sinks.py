@@ -3,29 +3,19 @@ from pathlib import Path
 
 import apache_beam as beam
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from beam_pipeline.sinks import (
-    FRAMES_SCHEMA,
-    VIDEOS_SCHEMA,
-    WriteRows,
-    WriteTables,
-    build_frames_table,
-    compute_video_id,
-    with_run_metadata,
-)
+from beam_pipeline.predict import ValenceArousalResult
+from beam_pipeline.rows import FrameRow, SnippetRow, VideoRow, compute_video_id, failed_video_row
+from beam_pipeline.sinks import FRAMES_SCHEMA, VIDEOS_SCHEMA, WriteResultTables
 
-METADATA = {"mimamo.version": "9.9.9", "mimamo.options": '{"smoothing_size": 0.5}'}
+METADATA = {"mimamo.version": "9.9.9", "mimamo.settings": '{"smoothing_size": 0.5}'}
 
 
-def frames_table(uri: str, face_id: int, count: int) -> pa.Table:
-    frames = np.arange(count, dtype=np.int64) * 2
-    values = np.stack([np.linspace(-1, 1, count), np.linspace(0, 1, count)], 1).astype(np.float32)
-    boxes = np.tile(np.array([[10, 20, 110, 140]], dtype=np.float32), (count, 1))
-    return build_frames_table(uri, face_id, frames, frames / 30.0, values, values * 0.5, boxes,
-                              np.full(count, 0.9, np.float32), np.full(count, face_id, np.int32))
+def frame_rows(uri: str, face_id: int, count: int):
+    return [FrameRow(uri, compute_video_id(uri), face_id, face_id, 2 * i, 2 * i / 30.0, -1 + 2 * i / max(count - 1, 1),
+                     i / max(count - 1, 1), 0.5, 0.25, 10.0, 20.0, 110.0, 140.0, 0.9) for i in range(count)]
 
 
 def test_every_column_is_a_flat_scalar_type():
@@ -43,33 +33,25 @@ def test_video_id_is_stable_and_distinct_per_uri():
 def test_written_tables_read_back_with_metadata_and_sql(tmp_path: Path):
     out = str(tmp_path)
     with beam.Pipeline() as pipeline:
-        _ = (
-            pipeline
-            | "CreateTables" >> beam.Create([frames_table("/v/a.mp4", 0, 5), frames_table("/v/a.mp4", 1, 3)])
-            | "WriteFrames" >> WriteTables(f"{out}/frames", with_run_metadata(FRAMES_SCHEMA, METADATA), num_shards=2)
-        )
-        _ = (
-            pipeline
-            | "CreateRows" >> beam.Create([
-                {"video_uri": "/v/a.mp4", "video_id": compute_video_id("/v/a.mp4"), "status": "ok", "fps": 30.0,
-                 "frame_count": 10, "faces_found": 2, "frames_with_face": 5, "mean_valence": 0.1,
-                 "mean_arousal": 0.2, "duration_s": 0.33, "error_stage": None, "error": None,
-                 "frames_undecodable": 0, "warning": None},
-                {"video_uri": "/v/bad.mp4", "video_id": compute_video_id("/v/bad.mp4"), "status": "failed",
-                 "error_stage": "probe", "error": "VideoError: /v/bad.mp4: no video stream", "fps": None,
-                 "frame_count": None, "faces_found": None, "frames_with_face": None, "mean_valence": None,
-                 "mean_arousal": None, "duration_s": None, "frames_undecodable": None, "warning": None},
-            ])
-            | "WriteVideos" >> WriteRows(f"{out}/videos", with_run_metadata(VIDEOS_SCHEMA, METADATA))
-        )
+        frames = pipeline | "CreateFrames" >> beam.Create(
+            frame_rows("/v/a.mp4", 0, 5) + frame_rows("/v/a.mp4", 1, 3)).with_output_types(FrameRow)
+        videos = pipeline | "CreateVideos" >> beam.Create([
+            VideoRow("/v/a.mp4", compute_video_id("/v/a.mp4"), "ok", None, None, 0.33, 30.0, 10, 0, 2, 5, 0.1, 0.2,
+                     None),
+            failed_video_row("/v/bad.mp4", "probe", "VideoError: /v/bad.mp4: no video stream"),
+        ]).with_output_types(VideoRow)
+        snippets = pipeline | "CreateSnippets" >> beam.Create([]).with_output_types(SnippetRow)
+        _ = ValenceArousalResult(frames, videos, snippets) | WriteResultTables(out, METADATA, num_shards=2)
     frame_files = sorted((tmp_path / "frames").glob("part-*-of-00002.parquet"))
     assert len(frame_files) == 2
+    assert not (tmp_path / "snippets").exists()
     frames = pq.read_table(tmp_path / "frames")
     assert frames.num_rows == 8
     assert frames.schema.remove_metadata().equals(FRAMES_SCHEMA.remove_metadata())
     footer = pq.read_metadata(frame_files[0]).metadata
     assert footer[b"mimamo.version"] == b"9.9.9"
-    assert footer[b"mimamo.options"] == b'{"smoothing_size": 0.5}'
+    assert footer[b"mimamo.settings"] == b'{"smoothing_size": 0.5}'
+    assert b"mimamo.options" in footer
     con = duckdb.connect()
     rows = con.execute(
         f"SELECT face_id, count(*), max(frame_index), min(confidence) FROM read_parquet('{out}/frames/*.parquet') "

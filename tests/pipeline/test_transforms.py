@@ -13,7 +13,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipeline.transforms import PredictFrames, PredictVideoDoFn, VideoSummary, build_video_row, TrackStats
+from beam_pipeline.predict import FaceSums, PredictFrames, PredictVideoDoFn, add_means
+from beam_pipeline.rows import FrameRow, VideoRow, compute_video_id, failed_video_row
 from mimamo_ops.errors import VideoError
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor
 from mimamo_ops.faces.records import FaceRecord, FrameFaces
@@ -91,14 +92,12 @@ def run_predict_frames(uris: List[str], smoothing_size_s=None):
 def test_video_failing_part_way_gets_a_failed_row_and_no_frame_rows(tiny_clips):
     good, failing = tiny_clips
     pipeline, outputs = run_predict_frames([good, failing])
-    frame_keys = outputs["frames"] | "FrameKeys" >> beam.FlatMap(
-        lambda table: {(uri, face) for uri, face in zip(table["video_uri"].to_pylist(),
-                                                        table["face_id"].to_pylist())})
+    assert outputs.frames.element_type is FrameRow and outputs.videos.element_type is VideoRow
+    frame_keys = outputs.frames | "FrameKeys" >> beam.Map(lambda row: (row.video_uri, row.face_id)) | "DistinctFrameKeys" >> beam.Distinct()
     assert_that(frame_keys, equal_to([(good, 0)]), label="OnlyTheGoodVideoHasFrames")
-    snippet_videos = outputs["snippet_rows"] | "SnippetVideos" >> beam.FlatMap(
-        lambda table: set(table["video_uri"].to_pylist())) | beam.Distinct()
+    snippet_videos = outputs.snippets | "SnippetVideos" >> beam.Map(lambda row: row.video_uri) | "DistinctSnippetVideos" >> beam.Distinct()
     assert_that(snippet_videos, equal_to([good, failing]), label="TheFailingVideoHadEmittedSnippets")
-    statuses = outputs["videos"] | "Statuses" >> beam.Map(
+    statuses = outputs.videos | "Statuses" >> beam.Map(
         lambda s: (Path(s.video_uri).name, s.status, s.error_stage, s.frame_count, s.frames_with_face,
                    (s.error or "").split(":")[0]))
     assert_that(statuses, equal_to([("good.mp4", "ok", None, 40, 32, ""),
@@ -110,9 +109,9 @@ def test_frame_rows_join_predictions_and_detections_by_frame_index(tiny_clips):
     good = tiny_clips[0]
     pipeline, outputs = run_predict_frames([good], smoothing_size_s=0.1)
 
-    def check(tables):
-        (table,) = tables
-        rows = {name: table[name].to_numpy() for name in table.column_names}
+    def check(frame_rows):
+        frame_rows = sorted(frame_rows, key=lambda row: row.frame_index)
+        rows = {name: np.asarray([getattr(row, name) for row in frame_rows]) for name in FrameRow._fields}
         frames = rows["frame_index"]
         assert frames.tolist() == [i for i in range(40) if i % 5]
         np.testing.assert_allclose(rows["timestamp_s"], frames / 30.0)
@@ -122,19 +121,19 @@ def test_frame_rows_join_predictions_and_detections_by_frame_index(tiny_clips):
         raw = rows["valence"].astype(np.float64)
         np.testing.assert_allclose(rows["valence_smoothed"][1:-1], (raw[:-2] + raw[1:-1] + raw[2:]) / 3, atol=1e-6)
 
-    assert_that(outputs["frames"], check)
+    assert_that(outputs.frames, check)
     pipeline.run().wait_until_finish()
 
 
 def test_video_row_means_over_all_faces_and_failures_keep_their_reason():
-    ok = VideoSummary("a.mp4", "ok", duration_s=1.0, fps=30.0, frame_count=30, faces_found=2, frames_with_face=20)
-    row = build_video_row("a.mp4", [ok], [TrackStats(0, 20, 10.0, 2.0), TrackStats(1, 10, -4.0, 1.0)])
-    assert row["status"] == "ok" and row["mean_valence"] == pytest.approx(0.2)
-    assert row["mean_arousal"] == pytest.approx(0.1)
-    failed = VideoSummary("b.mp4", "failed", error_stage="probe", error="VideoError: b.mp4: empty file (0 bytes)")
-    row = build_video_row("b.mp4", [failed], [])
-    assert (row["status"], row["error_stage"], row["mean_valence"]) == ("failed", "probe", None)
-    assert row["error"] == "VideoError: b.mp4: empty file (0 bytes)"
+    ok = VideoRow("a.mp4", compute_video_id("a.mp4"), "ok", None, None, 1.0, 30.0, 30, None, 2, 20, None, None, None)
+    row = add_means("a.mp4", {"videos": [ok], "sums": [FaceSums("a.mp4", 20, 10.0, 2.0), FaceSums("a.mp4", 10, -4.0, 1.0)]})
+    assert row.status == "ok" and row.mean_valence == pytest.approx(0.2)
+    assert row.mean_arousal == pytest.approx(0.1)
+    failed = failed_video_row("b.mp4", "probe", "VideoError: b.mp4: empty file (0 bytes)")
+    row = add_means("b.mp4", {"videos": [failed, ok], "sums": []})
+    assert (row.status, row.error_stage, row.mean_valence) == ("failed", "probe", None)
+    assert row.error == "VideoError: b.mp4: empty file (0 bytes)"
 
 
 def test_setup_gives_the_process_its_thread_share_before_loading_the_model(monkeypatch):

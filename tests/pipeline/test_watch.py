@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.rows import compute_video_id
 from beam_pipeline.run import run_with_options
-from beam_pipeline.sinks import VIDEOS_SCHEMA, compute_video_id
+from beam_pipeline.sinks import VIDEOS_SCHEMA
 from beam_pipeline.watch import COMPLETE_MARKER, STAGING_DIR, FolderWatcher
 from tests import clips
 

@@ -24,7 +24,7 @@ from beam_pipeline import remote_files
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.run import run
-from beam_pipeline.transforms import PredictVideoDoFn
+from beam_pipeline.predict import PredictVideoDoFn
 from mimamo_ops.model.checkpoints import sha256_file
 from tests import clips
 from tests.local_servers import BUCKET, free_port, serve

@@ -1,6 +1,7 @@
 """``mimamo predict-aligned``: per-frame valence/arousal for a folder of aligned faces (OpenFace layout)."""
 import argparse
 import csv
+import itertools
 import logging
 import pathlib
 from typing import List, Tuple
@@ -9,6 +10,7 @@ from mimamo_ops.runtime.selection import RUNTIMES
 
 LOGGER = logging.getLogger(__name__)
 COLUMNS = ("frame", "valence", "arousal")
+ROWS_PER_WRITE = 4096  # rows per CSV write and per Parquet row group
 Row = Tuple[int, float, float, float]
 
 
@@ -86,7 +88,7 @@ class _RowWriter:
 
 def predict_aligned(args: argparse.Namespace, extra_args: List[str]) -> int:
     from mimamo_ops.decoding.aligned_faces import list_aligned_faces, read_aligned_faces
-    from mimamo_ops.model.predictor import MimamoModel, ModelConfig, StreamingStitcher
+    from mimamo_ops.model.predictor import MimamoModel, ModelConfig, predict_face_sequence
     from mimamo_ops.weights.cache import resolve_weights
 
     faces = list_aligned_faces(args.directory, args.face_id)
@@ -101,14 +103,12 @@ def predict_aligned(args: argparse.Namespace, extra_args: List[str]) -> int:
         runtime=args.runtime,
     )
     model = MimamoModel.load(config)
-    track = model.new_track()
-    stitcher = StreamingStitcher(config.snippet_length)
     writer = _RowWriter(pathlib.Path(args.output))
+    crops = ((frame, 0.0, face) for frame, face in read_aligned_faces(faces))
+    rows = predict_face_sequence(model, crops)
     try:
-        for frame, face in read_aligned_faces(faces):
-            writer.write(stitcher.add(track.add_face(frame, 0.0, face)))
-        writer.write(stitcher.add(track.finish()))
-        writer.write(stitcher.finish())
+        for chunk in iter(lambda: list(itertools.islice(rows, ROWS_PER_WRITE)), []):
+            writer.write(chunk)
     finally:
         writer.close()
     LOGGER.info("wrote %d rows to %s", writer.count, writer.path)

@@ -105,7 +105,8 @@ def check_weights_and_tables(options: "MimamoOptions") -> None:
         ValueError: the output already holds tables.
         mimamo_ops.errors.MimamoError: a weights file is missing or is not that model's weights.
     """
-    from beam_pipeline.pipeline import build_configs, check_output_is_fresh
+    from beam_pipeline.config import model_and_face_configs
+    from beam_pipeline.pipeline import check_output_is_fresh
     from beam_pipeline.remote_files import is_remote
     from beam_pipeline.resume import is_resumable
     from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
@@ -115,9 +116,9 @@ def check_weights_and_tables(options: "MimamoOptions") -> None:
     # tables there are its own (beam_pipeline.resume.check_same_run)
     if not options.watch and not is_resumable(options):
         check_output_is_fresh(options.output)
-    model_config, _ = build_configs(options)
+    model_config, _ = model_and_face_configs(options, worker_processes=1)
     for path, kind in ((model_config.checkpoint_path, MIMAMO), (model_config.backbone_path, BACKBONE)):
-        if not is_remote(path):  # remote files were fetched and verified by build_configs
+        if not is_remote(path):  # remote files were fetched and verified by model_and_face_configs
             verify_weights_file(path, kind)
 
 
@@ -178,7 +179,7 @@ def _log_location(handler: logging.FileHandler, output: str) -> str:
 
 def _summary(counters: Dict[str, int], output: str, log_path: str) -> str:
     """The closing lines of a batch run: counts, where the tables are, where failures and the log are."""
-    from beam_pipeline.pipeline import FRAMES_DIR, VIDEOS_DIR
+    from beam_pipeline.sinks import FRAMES_DIR, VIDEOS_DIR
 
     output = output.rstrip("/")
     failed = counters.get("videos_failed", 0)
@@ -202,7 +203,8 @@ def _run_pipeline(args: argparse.Namespace, extra_args: List[str], values: Dict[
 
     from beam_pipeline.cli.progress import ProgressBars
     from beam_pipeline.progress_records import read_progress
-    from beam_pipeline.run import read_counters, run_with_options
+    from beam_pipeline.metrics import read_counters
+    from beam_pipeline.run import run_with_options
 
     with tempfile.TemporaryDirectory(prefix="mimamo-progress-") as progress_dir:
         if not args.no_progress:
@@ -261,7 +263,7 @@ def _checked_run(args: argparse.Namespace, extra_args: List[str], values: Dict[s
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline.cli.commands.plot import plot_command
-    from beam_pipeline.pipeline import FRAMES_DIR, VIDEOS_DIR
+    from beam_pipeline.sinks import FRAMES_DIR, VIDEOS_DIR
     from beam_pipeline.run import EXIT_OK, EXIT_SOME_FAILED, run_with_options
 
     LOGGER.info("mimamo run %s", " ".join(sys.argv[1:]))

@@ -22,9 +22,9 @@ def _record(event: dict) -> None:
 
 
 def _install() -> None:
-    from beam_pipeline import remote_files, transforms  # pylint: disable=import-outside-toplevel
+    from beam_pipeline import predict, remote_files  # pylint: disable=import-outside-toplevel
 
-    process = transforms.PredictVideoDoFn.process
+    process = predict.PredictVideoDoFn.process
     fetch = remote_files._fetch_into_cache  # pylint: disable=protected-access
 
     def probed_process(self, uri):
@@ -36,7 +36,7 @@ def _install() -> None:
         _record({"event": "fetch", "uri": uri})
         return fetch(uri, *args, **kwargs)
 
-    transforms.PredictVideoDoFn.process = probed_process
+    predict.PredictVideoDoFn.process = probed_process
     remote_files._fetch_into_cache = probed_fetch  # pylint: disable=protected-access
 
 
