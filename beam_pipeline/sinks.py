@@ -10,7 +10,7 @@ Columns are flat scalars with types warehouses load directly (string, int32/int6
 metadata (package version, checkpoint SHA-256s, every option) goes into each file's key-value metadata.
 """
 import hashlib
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -38,6 +38,7 @@ FRAMES_SCHEMA = pa.schema(
         pa.field("video_id", pa.string(), nullable=False),
         pa.field("face_id", pa.int32(), nullable=False),
         pa.field("track_id", pa.int32(), nullable=False),
+        pa.field("id_source", pa.string(), nullable=False),
         pa.field("frame_index", pa.int64(), nullable=False),
         pa.field("timestamp_s", pa.float64(), nullable=False),
         pa.field("valence", pa.float32(), nullable=False),
@@ -105,6 +106,7 @@ def build_frames_table(
     boxes_px: np.ndarray,
     confidences: np.ndarray,
     track_ids: np.ndarray,
+    id_sources: Optional[Sequence[str]] = None,
 ) -> pa.Table:
     """Builds the ``frames`` rows of one face (one person; their rows may span several tracks).
 
@@ -118,6 +120,8 @@ def build_frames_table(
         boxes_px: float32 (N, 4) face boxes (x0, y0, x1, y1) in pixels of the decoded frame, origin top-left.
         confidences: float32 (N,) face detection confidence.
         track_ids: int (N,) the track (continuous segment, ended by a shot cut or a lost face) of each row.
+        id_sources: (N,) how each row's ``face_id`` was decided (``mimamo_ops.faces.records.ID_SOURCES``: "new",
+            "reid", "track"); None: "track" for every row.
 
     Returns:
         A table with ``FRAMES_SCHEMA`` (without metadata).
@@ -129,6 +133,7 @@ def build_frames_table(
             pa.array([compute_video_id(video_uri)] * count, pa.string()),
             pa.array(np.full(count, face_id, dtype=np.int32)),
             pa.array(np.asarray(track_ids, dtype=np.int32)),
+            pa.array(["track"] * count if id_sources is None else [str(v) for v in id_sources], pa.string()),
             pa.array(np.asarray(frame_indices, dtype=np.int64)),
             pa.array(np.asarray(timestamps_s, dtype=np.float64)),
             pa.array(np.ascontiguousarray(valence_arousal[:, 0], dtype=np.float32)),

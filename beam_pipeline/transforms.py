@@ -70,6 +70,7 @@ class FaceRows:
         confidences: float32 (n,) detection confidence in [0, 1].
         fps: the video's frame rate in frames per second (for the smoothing window).
         track_ids: int32 (n,) track (continuous segment) of each face.
+        id_sources: str (n,) how each face's ``face_id`` was decided (``FaceRecord.id_source``).
     """
 
     frame_indices: np.ndarray
@@ -77,6 +78,7 @@ class FaceRows:
     confidences: np.ndarray
     fps: float
     track_ids: np.ndarray
+    id_sources: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -387,12 +389,14 @@ class _TrackState:
         self.boxes: List[Tuple[float, float, float, float]] = []
         self.confidences: List[float] = []
         self.track_ids: List[int] = []
+        self.id_sources: List[str] = []
 
     def add_face_row(self, face) -> None:
         self.frame_indices.append(face.frame_index)
         self.boxes.append(tuple(face.box))
         self.confidences.append(face.confidence)
         self.track_ids.append(face.track_id)
+        self.id_sources.append(face.id_source)
 
     def pop_face_rows(self, fps: float) -> FaceRows:
         rows = FaceRows(
@@ -401,8 +405,9 @@ class _TrackState:
             confidences=np.asarray(self.confidences, dtype=np.float32),
             fps=float(fps),
             track_ids=np.asarray(self.track_ids, dtype=np.int32),
+            id_sources=np.asarray(self.id_sources, dtype=str),
         )
-        self.frame_indices, self.boxes, self.confidences, self.track_ids = [], [], [], []
+        self.frame_indices, self.boxes, self.confidences, self.track_ids, self.id_sources = [], [], [], [], []
         return rows
 
 
@@ -436,11 +441,12 @@ class AssembleTrackDoFn(beam.DoFn):
         boxes = np.concatenate([rows.boxes_px for rows in face_rows])[order]
         confidences = np.concatenate([rows.confidences for rows in face_rows])[order]
         track_ids = np.concatenate([rows.track_ids for rows in face_rows])[order]
+        id_sources = np.concatenate([rows.id_sources for rows in face_rows])[order]
         window = smoothing_window_frames(self._smoothing_size_s, face_rows[0].fps)
         smoothed = smooth_moving_average(values, window)
         self._rows.inc(len(frame_indices))
         yield build_frames_table(uri, face_id, frame_indices, timestamps_s, values, smoothed, boxes, confidences,
-                                 track_ids)
+                                 track_ids, id_sources)
         yield beam.pvalue.TaggedOutput(
             TRACK_STATS_TAG,
             (uri, TrackStats(face_id, len(values), float(values[:, 0].astype(np.float64).sum()),
