@@ -136,6 +136,28 @@ def test_a_person_back_with_a_small_face_gets_a_new_id_and_back_at_full_size_his
     assert ids_per_shot(result, "id_source", 3) == [{"new"}, {"new"}, {"reid"}]
 
 
+def zoom_shot(face: Tuple[str, str], start_px: float, end_px: float, n_frames: int, shot_index: int):
+    """One continuous shot (no cut) in which the face grows from ``start_px`` to ``end_px`` wide."""
+    sizes = np.geomspace(start_px, end_px, n_frames)
+    return [shot([face], size, shot_index, n_frames=1)[0] for size in sizes]
+
+
+def test_a_track_that_starts_too_small_continues_as_the_earlier_person_once_its_face_is_reliable(single, tmp_path):
+    # p11 at 150 px; after a cut he walks up to the camera: 24 frames from 30 to 150 px, then 16 frames at 150 px.
+    frames = shot([P11], 150, 0) + zoom_shot(P11_AGAIN, 30, 150, 24, 1) + shot([P11_AGAIN], 150, 1)
+    result = list(single.extract(str(clips.write_clip(tmp_path / "zoom.mp4", frames))))
+    assert ids_per_shot(result, "face_id", 1) == [{0}]
+    later = [face for frame in result[SHOT_FRAMES:] for face in frame.faces]
+    ids = [face.face_id for face in later]
+    assert set(ids) <= {0, 1}, "the small start opens a new id, the reliable face takes the earlier one: no third"
+    assert ids[0] == 1 and ids[-1] == 0 and ids == sorted(ids, reverse=True), "one switch, from new to p11's id"
+    switch = ids.index(0)
+    assert {face.id_source for face in later[:switch]} == {"new"} and {face.id_source for face in later[switch:]} == {
+        "reid"}
+    assert later[switch].track_id != later[switch - 1].track_id, "the switch starts a new track"
+    assert switch < 24 + 8, "the switch comes soon after the face is large enough"
+
+
 def test_two_people_in_one_frame_keep_apart_and_each_return_takes_only_its_own_id(multi, tmp_path):
     # The couple side by side (faces 120 px), then the woman alone in another photo, then a man nobody saw.
     frames = shot(list(COUPLE), 120, 0) + shot([ANGELINA_AGAIN], 150, 1) + shot([P11], 150, 2)
