@@ -39,8 +39,8 @@ class FacesResult(typing.NamedTuple):
 def _crop_row(uri: str, video_id: str, face) -> FaceCropRow:
     crop = np.ascontiguousarray(face.aligned, dtype=np.uint8)
     x0, y0, x1, y1 = np.asarray(face.box, dtype=np.float32).tolist()
-    return FaceCropRow(uri, video_id, int(face.face_id), int(face.track_id), int(face.frame_index),
-                       float(face.timestamp_s), x0, y0, x1, y1, float(np.float32(face.confidence)),
+    return FaceCropRow(uri, video_id, int(face.face_id), int(face.track_id), str(face.id_source),
+                       int(face.frame_index), float(face.timestamp_s), x0, y0, x1, y1, float(np.float32(face.confidence)),
                        np.asarray(face.landmarks, dtype=np.float32).reshape(-1).tolist(), int(crop.shape[0]),
                        crop.tobytes())
 

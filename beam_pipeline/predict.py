@@ -88,6 +88,7 @@ class DetectionPart(typing.NamedTuple):
     boxes_xyxy_px: typing.Sequence[np.float32]  # (x0, y0, x1, y1) per frame, flattened; upright frame pixels
     confidences: typing.Sequence[np.float32]
     track_ids: typing.Sequence[np.int32]
+    id_sources: typing.Sequence[str]  # how each face's face_id was decided (FaceRecord.id_source)
 
 
 class FaceSums(typing.NamedTuple):
@@ -149,17 +150,19 @@ class _FaceState:
         self.boxes: List[float] = []
         self.confidences: List[float] = []
         self.track_ids: List[int] = []
+        self.id_sources: List[str] = []
 
     def add(self, face) -> None:
         self.frame_indices.append(int(face.frame_index))
         self.boxes.extend(float(value) for value in face.box)
         self.confidences.append(float(face.confidence))
         self.track_ids.append(int(face.track_id))
+        self.id_sources.append(str(face.id_source))
 
     def pop(self, uri: str, face_id: int, fps: float) -> DetectionPart:
         part = DetectionPart(uri, int(face_id), float(fps), self.frame_indices, self.boxes,
-                             self.confidences, self.track_ids)
-        self.frame_indices, self.boxes, self.confidences, self.track_ids = [], [], [], []
+                             self.confidences, self.track_ids, self.id_sources)
+        self.frame_indices, self.boxes, self.confidences, self.track_ids, self.id_sources = [], [], [], [], []
         return part
 
 
@@ -371,15 +374,17 @@ class AssembleFaceDoFn(beam.DoFn):
                                 for part in detections])[order]
         confidences = np.concatenate([np.asarray(part.confidences, dtype=np.float32) for part in detections])[order]
         track_ids = np.concatenate([np.asarray(part.track_ids, dtype=np.int32) for part in detections])[order]
+        id_sources = [source for part in detections for source in part.id_sources]
+        id_sources = [id_sources[index] for index in order.tolist()]
         smoothed = smooth_moving_average(values, smoothing_window_frames(self._smoothing_size_s,
                                                                          float(detections[0].fps)))
         self._rows.inc(len(frame_indices))
         video_id = compute_video_id(uri)
-        for frame_index, timestamp_s, (valence, arousal), (valence_s, arousal_s), box, confidence, track_id in zip(
-                frame_indices.tolist(), timestamps_s.tolist(), values.tolist(), smoothed.tolist(), boxes.tolist(),
-                confidences.tolist(), track_ids.tolist()):
-            yield FrameRow(uri, video_id, int(face_id), track_id, frame_index, timestamp_s, valence, arousal,
-                           valence_s, arousal_s, *box, confidence)
+        for (frame_index, timestamp_s, (valence, arousal), (valence_s, arousal_s), box, confidence, track_id,
+             id_source) in zip(frame_indices.tolist(), timestamps_s.tolist(), values.tolist(), smoothed.tolist(),
+                               boxes.tolist(), confidences.tolist(), track_ids.tolist(), id_sources):
+            yield FrameRow(uri, video_id, int(face_id), track_id, id_source, frame_index, timestamp_s, valence,
+                           arousal, valence_s, arousal_s, *box, confidence)
         yield beam.pvalue.TaggedOutput(FACE_SUMS_TAG, FaceSums(
             uri, len(values), float(values[:, 0].astype(np.float64).sum()),
             float(values[:, 1].astype(np.float64).sum())))

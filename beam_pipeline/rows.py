@@ -57,6 +57,7 @@ class FrameRow(typing.NamedTuple):
     video_id: str
     face_id: np.int32  # the person within the video
     track_id: np.int32  # the continuous segment of that face (a shot cut or a lost face starts a new one)
+    id_source: str  # how face_id was decided: "new", "reid" or "track" (mimamo_ops.faces.records.ID_SOURCES)
     frame_index: np.int64  # 0-based video frame
     timestamp_s: np.float64  # presentation time of the frame
     valence: np.float32
@@ -120,6 +121,7 @@ class FaceCropRow(typing.NamedTuple):
     video_id: str
     face_id: np.int32
     track_id: np.int32
+    id_source: str
     frame_index: np.int64
     timestamp_s: np.float64
     box_x0_px: np.float32

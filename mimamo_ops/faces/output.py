@@ -5,7 +5,8 @@
 * ``<out_dir>/<stem>.csv``: one row per face per frame, and one row with ``success`` 0 and empty face
   columns for a frame without a face. Columns: ``frame`` (1-based), ``face_id`` (the person), ``track_id`` (the
   continuous segment of that person, ended by a shot cut or a lost face), ``timestamp`` (s),
-  ``confidence``, ``success``, ``box_x0, box_y0, box_x1, box_y1`` (px), ``x_0..x_67``, ``y_0..y_67`` (px).
+  ``confidence``, ``success``, ``box_x0, box_y0, box_x1, box_y1`` (px), ``id_source`` (how ``face_id`` was
+  decided: ``new``, ``reid`` or ``track``, ``records.ID_SOURCES``), ``x_0..x_67``, ``y_0..y_67`` (px).
 """
 import csv
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from mimamo_ops.faces.records import FrameFaces
 
 __all__ = ["FaceWriteSummary", "write_faces", "aligned_image_name"]
 
-_HEADER = (["frame", "face_id", "track_id", "timestamp", "confidence", "success", "box_x0", "box_y0", "box_x1", "box_y1"]
+_HEADER = (["frame", "face_id", "track_id", "timestamp", "confidence", "success", "box_x0", "box_y0", "box_x1",
+            "box_y1", "id_source"]
            + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)])
 
 
@@ -74,6 +76,6 @@ def write_faces(frames: Iterable[FrameFaces], out_dir: Path, stem: str) -> FaceW
                 summary.face_ids.add(face.face_id)
                 writer.writerow(
                     [frame.index + 1, face.face_id, face.track_id, f"{frame.timestamp_s:.6f}", f"{face.confidence:.4f}", 1]
-                    + [f"{v:.2f}" for v in face.box]
+                    + [f"{v:.2f}" for v in face.box] + [face.id_source]
                     + [f"{v:.2f}" for v in face.landmarks[:, 0]] + [f"{v:.2f}" for v in face.landmarks[:, 1]])
     return summary

@@ -8,7 +8,14 @@ import numpy as np
 from mimamo_ops.decoding.video import DecodeReport
 from mimamo_ops.faces.backends import FACE_BACKENDS
 
-__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor"]
+__all__ = ["FaceConfig", "FaceRecord", "FrameFaces", "FaceExtractor", "ID_SOURCES", "ID_SOURCE_NEW", "ID_SOURCE_REID",
+           "ID_SOURCE_TRACK"]
+
+# How a face's ``face_id`` was decided (``FaceRecord.id_source``).
+ID_SOURCE_NEW = "new"  # its track opened this person id: no earlier person matched, or the evidence was too weak
+ID_SOURCE_REID = "reid"  # its track took an earlier person's id by the face-descriptor rule (``identity``)
+ID_SOURCE_TRACK = "track"  # box tracking alone, no face descriptor (the OpenFace stage's slots)
+ID_SOURCES = (ID_SOURCE_NEW, ID_SOURCE_REID, ID_SOURCE_TRACK)
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,24 @@ class FaceConfig:
             track rather than starting a new one.
         min_face_px: the smallest face side the MTCNN detector searches for, pixels of the decoded frame.
         min_face_probability: least MTCNN O-Net face probability for a detection and for the per-frame check.
-        reid_max_distance: largest Euclidean distance between 128-d dlib face descriptors for a new track to
-            take an earlier person's ``face_id`` (dlib's own same-person threshold is 0.6).
-        reid_switch_distance: descriptor distance from its person beyond which a track's face is someone else
-            (a dissolve, or a face replaced at the same place): the track is split there and the new segment
-            identified afresh. At least ``reid_max_distance``; in between, a track keeps its person.
+        reid_max_distance: largest Euclidean distance between two 128-d dlib face descriptors (a view of a new
+            track and a gallery view of an earlier person) that counts as the same person. 0.45: among faces that
+            pass the reliability limits below, the closest two different people of the labelled photos are 0.526
+            apart (``bench/bench_identity.py``, ``docs/face_stage.md``); dlib's own threshold is 0.6.
+        reid_switch_distance: descriptor distance from what its track showed so far beyond which a track's face
+            is someone else (a dissolve, or a face replaced at the same place): the track is split there and the
+            new segment identified afresh. At least ``reid_max_distance``; in between, a track keeps its person.
+        reid_min_margin: how much nearer than every other person (with a gallery) the matched person must be.
+        reid_min_face_px: least face size (``identity.face_size_px``, about the frontal detector's box width) for a
+            face's descriptor to re-identify; a smaller face gets a new ``face_id`` unless the tracker carries it.
+        reid_max_yaw_deg: largest head turn (``identity.estimate_yaw_deg``) for a face to re-identify.
+        reid_min_sharpness: least fine-detail fraction of the aligned crop (``identity.crop_sharpness``) for a
+            face to re-identify (excludes blurred faces, and faces enlarged from much fewer pixels).
+        reid_min_confidence: least face confidence for a face to re-identify.
+        reid_view_gap_frames: frames between the first and second view weighed for a new track whose first view
+            matched a single gallery view of an earlier person.
+        reid_pending_frames: most frames a new track waits for that second view (its frames are held back
+            meanwhile); without one it gets a new ``face_id``.
         reid_check_similarity: correlation of a track's aligned face with its look at the last identity check
             below which it is identified again (``identity.AppearanceWatch``).
         reid_check_gap_frames: least frames between two identity checks of one track.
@@ -72,8 +92,15 @@ class FaceConfig:
     min_track_iou: float = 0.2
     min_face_px: float = 24.0
     min_face_probability: float = 0.7
-    reid_max_distance: float = 0.55
+    reid_max_distance: float = 0.45
     reid_switch_distance: float = 0.7
+    reid_min_margin: float = 0.1
+    reid_min_face_px: float = 60.0
+    reid_max_yaw_deg: float = 40.0
+    reid_min_sharpness: float = 0.12
+    reid_min_confidence: float = 0.8
+    reid_view_gap_frames: int = 3
+    reid_pending_frames: int = 12
     reid_check_similarity: float = 0.8
     reid_check_gap_frames: int = 5
     cut_threshold: float = 0.45
@@ -90,6 +117,11 @@ class FaceConfig:
         if self.reid_switch_distance < self.reid_max_distance:
             raise ValueError(f"reid_switch_distance ({self.reid_switch_distance}) must be >= reid_max_distance "
                              f"({self.reid_max_distance})")
+        if self.reid_min_margin < 0:
+            raise ValueError(f"reid_min_margin must be >= 0, got {self.reid_min_margin}")
+        if self.reid_view_gap_frames < 1 or self.reid_pending_frames < self.reid_view_gap_frames:
+            raise ValueError(f"need 1 <= reid_view_gap_frames <= reid_pending_frames, got "
+                             f"{self.reid_view_gap_frames} and {self.reid_pending_frames}")
         if not -1.0 <= self.reid_check_similarity <= 1.0:
             raise ValueError(f"reid_check_similarity must be in [-1, 1], got {self.reid_check_similarity}")
         if self.reid_check_gap_frames < 1:
@@ -124,6 +156,9 @@ class FaceRecord:
         aligned: uint8 (face_size, face_size, 3) RGB similarity-aligned crop (spec 2.6).
         track_id: 0-based id of the continuous segment (track) this face belongs to; a shot cut or a lost face
             ends a track. None (the default) means one track per face: ``face_id``.
+        id_source: how ``face_id`` was decided, one of ``ID_SOURCES``: ``"new"`` (its track opened the id: it
+            can only be a person also seen under another id, never two people), ``"reid"`` (its track took an
+            earlier person's id by the face-descriptor rule), ``"track"`` (box tracking alone).
     """
 
     frame_index: int
@@ -134,8 +169,11 @@ class FaceRecord:
     landmarks: np.ndarray
     aligned: np.ndarray
     track_id: Optional[int] = None
+    id_source: str = ID_SOURCE_TRACK
 
     def __post_init__(self) -> None:
+        if self.id_source not in ID_SOURCES:
+            raise ValueError(f"id_source must be one of {ID_SOURCES}, got {self.id_source!r}")
         if self.track_id is None:  # one track per face (the OpenFace stage)
             object.__setattr__(self, "track_id", self.face_id)
 

@@ -33,7 +33,7 @@ def _face_rows(uri: str, face_id: int, frames: np.ndarray, valence: float, arous
     raw = np.tile(np.float32([valence, arousal]), (count, 1))
     smoothed = raw + np.float32(0.01) * np.arange(count, dtype=np.float32)[:, None]
     boxes = np.tile(np.float32([100, 50, 180, 150]), (count, 1)) + np.float32(face_id * 200)
-    rows = [FrameRow(uri, compute_video_id(uri), face_id, face_id, frame, frame / FPS, *raw[i].tolist(),
+    rows = [FrameRow(uri, compute_video_id(uri), face_id, face_id, "new", frame, frame / FPS, *raw[i].tolist(),
                      *smoothed[i].tolist(), *boxes[i].tolist(), 0.9)._asdict() for i, frame in enumerate(frames.tolist())]
     return pa.Table.from_pylist(rows, schema=FRAMES_SCHEMA)
 

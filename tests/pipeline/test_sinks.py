@@ -14,7 +14,7 @@ METADATA = {"mimamo.version": "9.9.9", "mimamo.settings": '{"smoothing_size": 0.
 
 
 def frame_rows(uri: str, face_id: int, count: int):
-    return [FrameRow(uri, compute_video_id(uri), face_id, face_id, 2 * i, 2 * i / 30.0, -1 + 2 * i / max(count - 1, 1),
+    return [FrameRow(uri, compute_video_id(uri), face_id, face_id, "new", 2 * i, 2 * i / 30.0, -1 + 2 * i / max(count - 1, 1),
                      i / max(count - 1, 1), 0.5, 0.25, 10.0, 20.0, 110.0, 140.0, 0.9) for i in range(count)]
 
 
