@@ -46,3 +46,15 @@ def s3_server() -> Iterator[str]:
         boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
                      region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield url
+
+
+@pytest.fixture(scope="session")
+def first_run(clip_folder, synthetic_weights, tmp_path_factory):
+    """(output, result) of one run of the clip folder with ``test_pipeline.pipeline_flags``, shared by the modules
+    that compare their rows with it (one run of the real face stage and networks costs tens of seconds)."""
+    from beam_pipeline.run import run  # pylint: disable=import-outside-toplevel
+    from tests.pipeline.test_pipeline import pipeline_flags  # pylint: disable=import-outside-toplevel
+
+    output = tmp_path_factory.mktemp("run1")
+    result = run(pipeline_flags(clip_folder, synthetic_weights, output))
+    return output, result

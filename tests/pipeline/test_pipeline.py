@@ -45,13 +45,6 @@ def read_sorted(directory: Path, sort_by: List[str]) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def first_run(clip_folder, synthetic_weights, tmp_path_factory):
-    output = tmp_path_factory.mktemp("run1")
-    result = run(pipeline_flags(clip_folder, synthetic_weights, output))
-    return output, result
-
-
-@pytest.fixture(scope="module")
 def first_frames(first_run) -> pa.Table:
     return read_sorted(first_run[0] / "frames", KEY_COLUMNS)
 

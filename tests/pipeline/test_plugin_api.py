@@ -36,7 +36,7 @@ from beam_pipeline.rows import arrow_schema, crop_array
 from beam_pipeline.sinks import FRAMES_SCHEMA, VIDEOS_SCHEMA
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.stages import make_face_extractor
-from tests.pipeline.test_pipeline import KEY_COLUMNS, SMOOTHING_S, VALUE_COLUMNS, pipeline_flags, read_sorted
+from tests.pipeline.test_pipeline import KEY_COLUMNS, SMOOTHING_S, VALUE_COLUMNS, read_sorted
 
 ROWS_ATOL = 1e-5  # the issue's bound between the transform's rows and `mimamo run`'s
 
@@ -49,12 +49,9 @@ def settings(weights):
 
 
 @pytest.fixture(scope="module")
-def run_tables(clip_folder, synthetic_weights, tmp_path_factory):
-    """What ``mimamo run`` writes for the clip folder (the same settings as ``settings``)."""
-    from beam_pipeline.run import run  # pylint: disable=import-outside-toplevel
-
-    output = tmp_path_factory.mktemp("cli-run")
-    run(pipeline_flags(clip_folder, synthetic_weights, output))
+def run_tables(first_run):
+    """What ``mimamo run``'s pipeline writes for the clip folder (the same settings as ``settings``)."""
+    output, _ = first_run
     return read_sorted(output / "frames", KEY_COLUMNS), read_sorted(output / "videos", ["video_uri"])
 
 
