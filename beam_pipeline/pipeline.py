@@ -13,12 +13,14 @@ from beam_pipeline.remote_files import cache_remote_weights, is_remote, resolve_
 from beam_pipeline.sinks import FRAMES_SCHEMA, SNIPPETS_SCHEMA, VIDEOS_SCHEMA, WriteRows, WriteTables, with_run_metadata
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn, SummariseVideos
 from mimamo_ops import __version__
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
 from mimamo_ops.model.predictor import ModelConfig
 from mimamo_ops.weights.standins import describe_weights
 
-__all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_run_metadata", "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
+__all__ = ["build_pipeline", "check_output_is_fresh", "build_configs", "build_isolation_config", "build_run_metadata",
+           "FRAMES_DIR", "VIDEOS_DIR", "SNIPPETS_DIR"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +64,17 @@ def build_configs(options: MimamoOptions) -> Tuple[ModelConfig, FaceConfig]:
         openface_path=options.openface_path,
     )
     return model_config, face_config
+
+
+def build_isolation_config(options: MimamoOptions) -> IsolationConfig:
+    """How the face stage of each video is guarded: a supervised child process unless --face_stage_in_process,
+    with the frame-size limit, memory budget and stall timeout of the options."""
+    return IsolationConfig(
+        enabled=not options.face_stage_in_process,
+        max_frame_pixels=options.max_frame_pixels,
+        video_memory_budget_mb=options.video_memory_budget_mb,
+        stall_timeout_s=options.stall_timeout_s,
+    )
 
 
 def build_run_metadata(options: PipelineOptions, model_config: ModelConfig) -> Dict[str, str]:
@@ -118,7 +131,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
 
     matched = pipeline | "MatchVideos" >> MatchVideos(mimamo.input, tuple(mimamo.video_extensions), entries)
     predict_fn = PredictVideoDoFn(
-        model_config, face_config, progress_dir=mimamo.progress_dir, keep_snippet_rows=mimamo.keep_intermediates
+        model_config, face_config, progress_dir=mimamo.progress_dir, keep_snippet_rows=mimamo.keep_intermediates,
+        isolation=build_isolation_config(mimamo),
     )
     predicted = matched["videos"] | "PredictFrames" >> PredictFrames(predict_fn, mimamo.smoothing_size)
     summaries = (predicted["videos"], matched["failed"]) | "MergeSummaries" >> beam.Flatten()

@@ -28,12 +28,12 @@ from beam_pipeline.inputs import InputMatch, dedup_key, expand_input
 from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import localise_model_config, open_local_copy
 from beam_pipeline.sinks import build_frames_table, build_snippets_table, compute_video_id
-from mimamo_ops.decoding.video import DecodeReport, probe_video
+from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor
 from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.model.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
 from mimamo_ops.outputs.smoothing import smooth_moving_average, smoothing_window_frames
-from mimamo_ops.runtime.prefetch import prefetch
 from mimamo_ops.runtime.threads import apply_thread_budget
 
 __all__ = [
@@ -57,7 +57,6 @@ VIDEOS_TAG = "videos"
 SNIPPET_ROWS_TAG = "snippet_rows"
 TRACK_STATS_TAG = "track_stats"
 FACE_ROWS_CHUNK = 256  # face rows buffered per track before they are emitted
-FACE_PREFETCH_FRAMES = 64  # frames the face stage may run ahead of the networks (a background thread)
 
 
 @dataclass(frozen=True)
@@ -211,8 +210,10 @@ class PredictVideoDoFn(beam.DoFn):
     (``ModelConfig.thread_budget``, ``mimamo_ops.runtime.threads``). The model is loaded once per process and shared by
     the process's threads
     (``apache_beam.utils.shared.Shared``); each DoFn instance builds its own face extractor in ``setup()``
-    (the landmark detector keeps per-call state). Any error while reading, decoding or predicting one video
-    ends that video only: a ``failed`` ``VideoSummary`` names the stage and the reason.
+    (the landmark detector keeps per-call state), in a supervised child process unless ``isolation`` says
+    otherwise (``mimamo_ops.faces.isolated_stage``). Any error while reading, decoding or predicting one video
+    ends that video only, a native crash, a stall or a memory blow-up of its face stage included: a ``failed``
+    ``VideoSummary`` names the stage and the reason.
 
     Args:
         model_config: the networks to load.
@@ -220,8 +221,10 @@ class PredictVideoDoFn(beam.DoFn):
         progress_dir: local directory for progress records (``beam_pipeline.progress_records``), or None.
         keep_snippet_rows: also emit each snippet's rows as a table on the ``snippet_rows`` output.
         model_loader: builds the model from ``model_config`` (injected in unit tests).
-        extractor_factory: builds the face extractor from ``face_config`` (injected in unit tests).
+        extractor_factory: builds the face extractor from ``face_config`` (injected in unit tests; picklable when
+            isolated, since the child process calls it).
         clock: monotonic clock in seconds (injected in unit tests).
+        isolation: whether the face stage runs in a supervised child process, and its limits.
     """
 
     def __init__(
@@ -233,6 +236,7 @@ class PredictVideoDoFn(beam.DoFn):
         model_loader: Callable[[ModelConfig], MimamoModel] = _load_model,
         extractor_factory: Callable[[FaceConfig], FaceExtractor] = make_face_extractor,
         clock: Callable[[], float] = time.perf_counter,
+        isolation: IsolationConfig = IsolationConfig(),
     ):
         self._model_config = model_config
         self._face_config = face_config
@@ -241,9 +245,10 @@ class PredictVideoDoFn(beam.DoFn):
         self._model_loader = model_loader
         self._extractor_factory = extractor_factory
         self._clock = clock
+        self._isolation = isolation
         self._shared_model = shared.Shared()
         self._model: Optional[MimamoModel] = None
-        self._extractor: Optional[FaceExtractor] = None
+        self._faces: Optional[FaceStage] = None
         self._progress: Optional[ProgressWriter] = None
         self._pending_load_ms: Optional[int] = None
         self._counters = {
@@ -262,14 +267,20 @@ class PredictVideoDoFn(beam.DoFn):
         config = self._model_config
         # before any model loads: this process's share of the machine's cores for every threaded library
         apply_thread_budget(config.thread_budget())
+        # the face stage's process loads its models while this one loads the networks
+        self._faces = open_face_stage(self._face_config, config.thread_budget(), self._isolation,
+                                      self._extractor_factory)
+        self._faces.start()
         self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
         # metrics updated in setup() are not attributed to a step, so the first process() call reports it
         self._pending_load_ms = int((self._clock() - started) * 1000)
-        self._extractor = self._extractor_factory(self._face_config)
+        self._faces.wait_ready()
         if self._progress_dir:
             self._progress = ProgressWriter(self._progress_dir)
 
     def teardown(self) -> None:
+        if self._faces is not None:
+            self._faces.close()
         if self._progress is not None:
             self._progress.close()
 
@@ -294,12 +305,12 @@ class PredictVideoDoFn(beam.DoFn):
         """Yields the video's outputs and returns its summary; errors come out as ``_StageError``."""
         with _stage("read"), open_local_copy(uri) as local_path:
             with _stage("probe"):
-                info = probe_video(local_path)
+                video = self._faces.open_video(local_path)  # probes; decoding and faces go on in the background
+            info, report, frames = video.info, video.report, video.frames
             tracks: Dict[int, "_TrackState"] = {}
             frames_decoded = frames_with_face = 0
-            # The face stage runs ahead in a thread; face_stage_latency_ms is the time spent waiting for it.
-            report = DecodeReport()  # frames_undecodable stays None when the face stage decodes on its own
-            frames = prefetch(self._extractor.extract(local_path, report=report), FACE_PREFETCH_FRAMES)
+            # The face stage runs ahead; face_stage_latency_ms is the time spent waiting for it. The report's
+            # frames_undecodable stays None when the face stage decodes on its own (OpenFace).
             while True:
                 tick = self._clock()
                 with _stage("faces"):

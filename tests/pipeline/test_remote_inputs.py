@@ -14,6 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.transforms import MatchVideos, PredictFrames, PredictVideoDoFn
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.model.predictor import ModelConfig
 from tests import clips
@@ -74,8 +75,9 @@ def test_remote_video_is_predicted_from_a_temp_copy_that_is_removed(tmp_path: Pa
     uri = f"{PREFIX}{tmp_path}/good.mp4"
     config = ModelConfig("unused", "unused", backbone_batch_size=8, gru_sequence_snippets=1, snippet_length=16,
                          snippet_stride=16)
+    # in process: the recording face stage must run here to record the paths it is given
     predict_fn = PredictVideoDoFn(config, FaceConfig(), model_loader=load_light_model,
-                                  extractor_factory=RecordingFaces)
+                                  extractor_factory=RecordingFaces, isolation=IsolationConfig(enabled=False))
     pipeline = BeamTestPipeline()
     matched = pipeline | MatchVideos([f"{PREFIX}{tmp_path}/"], (".mp4",))
     outputs = matched["videos"] | PredictFrames(predict_fn, None)

@@ -15,6 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipeline.transforms import PredictFrames, PredictVideoDoFn, VideoSummary, build_video_row, TrackStats
 from mimamo_ops.errors import VideoError
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor
 from mimamo_ops.faces.records import FaceRecord, FrameFaces
 from mimamo_ops.model.phase import PhaseDifferenceExtractor
@@ -157,7 +158,8 @@ def test_setup_gives_the_process_its_thread_share_before_loading_the_model(monke
     config = ModelConfig("unused-threads", "unused", threads_per_worker=1)
     before = torch.get_num_threads(), cv2.getNumThreads()
     try:
-        PredictVideoDoFn(config, FaceConfig(), model_loader=loader, extractor_factory=ScriptedFaces).setup()
+        PredictVideoDoFn(config, FaceConfig(), model_loader=loader, extractor_factory=ScriptedFaces,
+                         isolation=IsolationConfig(enabled=False)).setup()
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
