@@ -4,7 +4,8 @@ or a memory blow-up costs that video only.
 FFmpeg, dlib, OpenCV and OpenVINO are native code: a segmentation fault in any of them kills the process it runs
 in, and with it every other video of a pipeline worker (a runner retries the bundle, meets the same file and
 fails the job). ``IsolatedFaceStage`` therefore runs them in a long-lived child process (a fresh interpreter,
-``subprocess`` with a socket pair: no ``fork`` of a process that runs torch and OpenVINO threads), which loads the
+``subprocess`` with a socket pair: no ``fork`` of a process that runs torch and OpenVINO threads; in a process group
+of its own, so that Ctrl-C is the parent's to handle and a kill also ends what the child started), which loads the
 face models once and serves one video at a time:
 
     parent -> child: ("video", path), ("credit", n), ("cancel", None), ("stop", None)
@@ -69,6 +70,8 @@ _STOP_WAIT_S = 5.0  # how long a child may take to exit when asked before it is 
 _MB = 1 << 20
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _HEADER = struct.Struct("!Q")  # message length in bytes, before each pickled message
+# A process group of its own (Python 3.10 has no process_group: a session of its own is one too).
+_OWN_PROCESS_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
 _CHILD_MAIN = "import sys; from mimamo_ops.faces.isolated_stage import serve_child; serve_child(int(sys.argv[1]))"
 
 
@@ -237,7 +240,9 @@ def _unpack_error(packed: Tuple[Optional[bytes], str, str, str]) -> Exception:
             error = None
     if not isinstance(error, Exception):
         error = FaceStageError(f"{type_name}: {message}")
-    error.add_note(f"raised in the face stage process:\n{text.rstrip()}")
+    LOGGER.debug("raised in the face stage process:\n%s", text.rstrip())
+    if hasattr(error, "add_note"):  # Python 3.11+
+        error.add_note(f"raised in the face stage process:\n{text.rstrip()}")
     return error
 
 
@@ -304,7 +309,8 @@ class _Child:
         self.ready_bytes: Optional[int] = None  # resident set once the models were loaded
 
     def stop(self, kill: bool) -> Optional[int]:
-        """Ends the process (asked to stop, or killed) and returns its exit status (negative: a signal)."""
+        """Ends the process (asked to stop, or killed, with its process group) and returns its exit status
+        (negative: a signal)."""
         if not kill and self.process.poll() is None:
             try:
                 self.channel.send(("stop", None))
@@ -315,8 +321,11 @@ class _Child:
             except subprocess.TimeoutExpired:
                 pass
         self.memory.stop()
-        if self.process.poll() is None:
-            self.process.kill()
+        if self.process.returncode is None:  # not reaped yet, so its process group is still its own
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # with whatever it started (the OpenFace binary)
+            except ProcessLookupError:
+                pass
         code = self.process.wait()
         self.channel.close()
         return code
@@ -363,15 +372,15 @@ class IsolatedFaceStage(FaceStage):
         try:
             process = subprocess.Popen(  # pylint: disable=consider-using-with  # lives until stop()
                 [sys.executable, "-c", _CHILD_MAIN, str(child_end.fileno())], pass_fds=(child_end.fileno(),),
-                stdin=subprocess.DEVNULL, env=env)
+                stdin=subprocess.DEVNULL, env=env, **_OWN_PROCESS_GROUP)
         finally:
             child_end.close()
         channel = _Channel(parent_end)
         self._child = _Child(process, channel)
         LOGGER.info("face stage process %d started", process.pid)
         # first the import path, so that the second message's factory unpickles (a test's class, say)
-        channel.send(("init", {"sys_path": list(sys.path), "parent_pid": os.getpid()}))
-        channel.send(("build", {
+        self._send(("init", {"sys_path": list(sys.path), "parent_pid": os.getpid()}))
+        self._send(("build", {
             "config": self._config,
             "extractor_factory": self._extractor_factory,
             "threads": self._threads,
