@@ -167,7 +167,7 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
     guard_group.add_argument(
         "--max_frame_pixels", type=int, default=DEFAULT_MAX_FRAME_PIXELS,
         help="Largest frame accepted, width x height in pixels, checked before any frame is decoded; a larger "
-        "video fails alone ('frame 8192x8192 over the limit'). The face stage needs about 120 bytes per pixel "
+        "video fails alone ('frame 8192x8192 over the limit'). The face stage needs about 140 bytes per pixel "
         f"(bench/bench_face_memory.py). Default: {DEFAULT_MAX_FRAME_PIXELS} (every 4K video passes, 5K and 8K "
         "do not).",
     )

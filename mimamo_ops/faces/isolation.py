@@ -5,12 +5,13 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_DEPTH_FRAMES", "DEFAULT_MAX_FRAME_PIXELS", "DEFAULT_STALL_TIMEOUT_S",
            "DEFAULT_VIDEO_MEMORY_BUDGET_MB", "IsolationConfig"]
 
-# The face stage needs about 110-120 bytes per pixel of frame beyond its loaded models (bench/bench_face_memory.py:
-# 103 at 1280x720, 110 at 1920x1080, 117 at 3840x2160), about 1 GB for a 4K frame. 10 Mpx lets every 4K video
-# through (3840x2160 and DCI 4096x2160, either way up: 8.3 and 8.8 Mpx) and stops 5K and 8K frames (14.7 and
-# 33.2 Mpx) and the 8192x8192 file of issue 18 (67.1 Mpx, 4.5 GB) before a frame is decoded.
+# The face stage's peak grows by about 100-140 bytes per pixel of frame beyond its loaded models
+# (bench/bench_face_memory.py, 3-frame clips: 103 at 1280x720, 110 at 1920x1080, 117 at 3840x2160; a 30-frame
+# 3840x2160 clip: 142, the decoder's reference frames), about 1.1 GB for 4K. 10 Mpx lets every 4K video through
+# (3840x2160 and DCI 4096x2160, either way up: 8.3 and 8.8 Mpx) and stops 5K and 8K frames (14.7 and 33.2 Mpx)
+# and the 8192x8192 file of issue 18 (67.1 Mpx, 4.5 GB) before a frame is decoded.
 DEFAULT_MAX_FRAME_PIXELS = 10_000_000
-# Twice what a 10 Mpx frame takes (~1.2 GB), room for the decoder's reference frames and threads.
+# About 1.5 times what a 10 Mpx video takes at 142 bytes per pixel (~1.35 GB).
 DEFAULT_VIDEO_MEMORY_BUDGET_MB = 2048
 DEFAULT_STALL_TIMEOUT_S = 300.0
 DEFAULT_DEPTH_FRAMES = 64  # frames the face stage may run ahead of the networks
