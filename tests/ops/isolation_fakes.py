@@ -6,7 +6,8 @@ picks a fault that strikes at frame ``FAULT_FRAME``:
 
 * ``crash*``: a native crash: a read of address 0 through ctypes (the process dies with SIGSEGV);
 * ``hang*``: a native hang: libc's ``pause()``, which never returns;
-* ``grow*``: memory growth: every frame allocates and touches another 64 MB;
+* ``grow*``: memory growth: from the first frame on, every 50 ms another 64 MB is allocated and touched, for
+  up to ``GROW_FRAMES`` frames (1.5 GB), so that the parent's memory watch has time to act on a busy machine;
 * ``fail*``: a Python ``VideoError``, after logging a warning;
 * ``slow*``: appends each frame's index to the file named by ``$MIMAMO_TEST_PRODUCED`` as it is made (to see
   how far the child runs ahead of its consumer).
@@ -16,6 +17,7 @@ picks a fault that strikes at frame ``FAULT_FRAME``:
 import ctypes
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Iterator, List
 
@@ -27,6 +29,7 @@ from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FaceRecord, Fram
 FRAMES = 10
 FAULT_FRAME = 3
 GROW_BYTES = 64 << 20
+GROW_FRAMES = 24
 PRODUCED_ENV = "MIMAMO_TEST_PRODUCED"
 LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class FaultyFaces(FaceExtractor):
     def extract(self, video_path: str, report=None) -> Iterator[FrameFaces]:
         name = Path(video_path).name
         held = []
-        for index in range(FRAMES):
+        for index in range(GROW_FRAMES if name.startswith("grow") else FRAMES):
             if index == FAULT_FRAME and name.startswith("crash"):
                 ctypes.string_at(0)
             if index == FAULT_FRAME and name.startswith("hang"):
@@ -63,6 +66,7 @@ class FaultyFaces(FaceExtractor):
                 raise VideoError(f"{video_path}: damaged at frame {index}")
             if name.startswith("grow"):
                 held.append(np.ones(GROW_BYTES, np.uint8))
+                time.sleep(0.05)
             if name.startswith("slow"):
                 with open(os.environ[PRODUCED_ENV], "a", encoding="utf-8") as handle:
                     handle.write(f"{index}\n")

@@ -146,7 +146,7 @@ def test_memory_growth_over_the_budget_fails_that_video(stage, videos):
     message = str(raised.value)
     assert message.startswith(f"{path}: face stage over its memory budget of {BUDGET_MB} MB: "), message
     grown_mb = int(re.search(r": (\d+) MB more than when the video began", message).group(1))
-    assert BUDGET_MB < grown_mb < BUDGET_MB + 3 * 64, message  # caught within a few 64 MB allocations
+    assert BUDGET_MB < grown_mb < BUDGET_MB + 8 * 64, message  # caught within a few 64 MB allocations
     assert not is_alive(grown_pid)
     assert_serves_a_good_video(stage, videos)
 
