@@ -12,15 +12,17 @@ from typing import Any, Dict, Iterable, Mapping, Tuple
 from beam_pipeline.flags import add_mimamo_arguments
 from beam_pipeline.options import validate_options
 from beam_pipeline.remote_files import resolve_weight_uris
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.model.predictor import ModelConfig
 
-__all__ = ["FACE_SETTINGS", "MODEL_SETTINGS", "PREDICT_SETTINGS", "face_config_from", "model_and_face_configs",
-           "read_settings"]
+__all__ = ["FACE_SETTINGS", "MODEL_SETTINGS", "PREDICT_SETTINGS", "face_config_from", "isolation_config_from",
+           "model_and_face_configs", "read_settings"]
 
 # Settings of the face stage, and of the model side; a transform accepts the ones it uses.
 FACE_SETTINGS = ("face_backend", "multi_face", "face_size", "mask", "openface_path", "device", "runtime",
-                 "threads_per_worker")
+                 "threads_per_worker", "max_frame_pixels", "video_memory_budget_mb", "stall_timeout_s",
+                 "face_stage_in_process")
 MODEL_SETTINGS = ("checkpoint", "backbone", "model_name", "feature_layer", "device", "precision", "runtime",
                   "threads_per_worker", "gru_sequence_snippets", "compute_batch_size", "num_phase", "phase_size",
                   "length", "stride", "height", "nbands", "scale_factor")
@@ -95,6 +97,17 @@ def face_config_from(settings: argparse.Namespace) -> FaceConfig:
         face_size=settings.face_size,
         mask=settings.mask,
         openface_path=settings.openface_path,
+    )
+
+
+def isolation_config_from(settings: argparse.Namespace) -> IsolationConfig:
+    """How the face stage of each video is guarded: a supervised child process unless ``face_stage_in_process``,
+    with the frame-size limit, memory budget and stall timeout of the settings (or ``MimamoOptions``)."""
+    return IsolationConfig(
+        enabled=not settings.face_stage_in_process,
+        max_frame_pixels=settings.max_frame_pixels,
+        video_memory_budget_mb=settings.video_memory_budget_mb,
+        stall_timeout_s=settings.stall_timeout_s,
     )
 
 

@@ -12,13 +12,14 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from beam_pipeline.config import FACE_SETTINGS, face_config_from, read_settings
+from beam_pipeline.config import FACE_SETTINGS, face_config_from, isolation_config_from, read_settings
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.remote_files import open_local_copy
 from beam_pipeline.rows import FaceCropRow, VideoRow, compute_video_id, failed_video_row, with_row_type
-from mimamo_ops.decoding.video import DecodeReport, probe_video
-from mimamo_ops.faces.records import FaceConfig, FaceExtractor
+from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
+from mimamo_ops.faces.isolation import IsolationConfig
+from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.runtime.threads import apply_thread_budget, threads_per_worker
 
@@ -48,36 +49,46 @@ def _crop_row(uri: str, video_id: str, face) -> FaceCropRow:
 class ExtractFacesDoFn(beam.DoFn):
     """Video URI -> ``FaceCropRow`` per face and frame, and a ``VideoRow`` on ``videos`` (failures included).
 
-    The face stage is built once per DoFn instance in ``setup()``. A video that fails (missing, corrupt, the face
-    stage failing) gets a ``failed`` row naming the stage; its crops are dropped downstream.
+    The face stage is built once per DoFn instance in ``setup()``, in a supervised child process unless
+    ``isolation`` says otherwise (``mimamo_ops.faces.isolated_stage``). A video that fails (missing, corrupt, the
+    face stage crashing, stalling or over its memory budget) gets a ``failed`` row naming the stage; its crops are
+    dropped downstream.
     """
 
-    def __init__(self, face_config: FaceConfig, threads: int = 0,
+    def __init__(self, face_config: FaceConfig, threads: int = 0, isolation: IsolationConfig = IsolationConfig(),
                  extractor_factory=make_face_extractor):
         self._face_config = face_config
         self._threads = threads
+        self._isolation = isolation
         self._extractor_factory = extractor_factory
-        self._extractor: Optional[FaceExtractor] = None
+        self._faces: Optional[FaceStage] = None
         self._counters = {status: Metrics.counter(METRICS_NAMESPACE, f"videos_{status}")
                           for status in ("ok", "no_face", "failed")}
         self._crops = Metrics.counter(METRICS_NAMESPACE, "face_crops")
 
     def setup(self) -> None:
-        apply_thread_budget(self._threads or threads_per_worker(1))
-        self._extractor = self._extractor_factory(self._face_config)
+        threads = self._threads or threads_per_worker(1)
+        apply_thread_budget(threads)
+        self._faces = open_face_stage(self._face_config, threads, self._isolation, self._extractor_factory)
+        self._faces.start()
+        self._faces.wait_ready()
+
+    def teardown(self) -> None:
+        if self._faces is not None:
+            self._faces.close()
 
     def process(self, uri: str) -> Iterator:
         stage = "read"
         try:
             with open_local_copy(uri) as local_path:
                 stage = "probe"
-                info = probe_video(local_path)
+                video = self._faces.open_video(local_path)
+                info, report = video.info, video.report
                 stage = "faces"
-                report = DecodeReport()
                 video_id = compute_video_id(uri)
                 frames = with_face = 0
                 face_ids = set()
-                for frame in self._extractor.extract(local_path, report=report):
+                for frame in video.frames:
                     frames += 1
                     with_face += bool(frame.faces)
                     for face in frame.faces:
@@ -131,7 +142,8 @@ class ExtractFaces(beam.PTransform):
     def expand(self, inputs) -> FacesResult:
         uris = inputs | "DistinctVideoUris" >> DistinctVideoUris()
         extracted = uris | "ExtractFaces" >> beam.ParDo(
-            ExtractFacesDoFn(self._face_config, self._settings.threads_per_worker)).with_outputs(
+            ExtractFacesDoFn(self._face_config, self._settings.threads_per_worker,
+                             isolation_config_from(self._settings))).with_outputs(
                 _VIDEOS_TAG, main="faces")
         videos = with_row_type(extracted[_VIDEOS_TAG], VideoRow, "TypeVideoRows")
         failed = videos | "KeyFailedUris" >> beam.FlatMap(_failed_uri)

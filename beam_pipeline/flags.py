@@ -8,6 +8,8 @@ import argparse
 from typing import List
 
 from mimamo_ops.faces.backends import FACE_BACKENDS
+from mimamo_ops.faces.isolation import (DEFAULT_MAX_FRAME_PIXELS, DEFAULT_STALL_TIMEOUT_S,
+                                        DEFAULT_VIDEO_MEMORY_BUDGET_MB)
 from mimamo_ops.runtime.cpu_features import bf16_units
 from mimamo_ops.runtime.selection import RUNTIMES
 
@@ -159,6 +161,33 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
     face_group.add_argument(
         "--mask", action="store_true", default=False,
         help="Mask the aligned face outside the landmark hull (the seed's default is unmasked faces).",
+    )
+
+    guard_group = parser.add_argument_group("fault isolation")
+    guard_group.add_argument(
+        "--max_frame_pixels", type=int, default=DEFAULT_MAX_FRAME_PIXELS,
+        help="Largest frame accepted, width x height in pixels, checked before any frame is decoded; a larger "
+        "video fails alone ('frame 8192x8192 over the limit'). The face stage needs about 140 bytes per pixel "
+        f"(bench/bench_face_memory.py). Default: {DEFAULT_MAX_FRAME_PIXELS} (every 4K video passes, 5K and 8K "
+        "do not).",
+    )
+    guard_group.add_argument(
+        "--video_memory_budget_mb", type=int, default=DEFAULT_VIDEO_MEMORY_BUDGET_MB,
+        help="Memory in MB (2**20 bytes) by which the face stage's process may grow while it decodes one video "
+        "and finds its faces; over it, the process is killed and that video fails ('over its memory "
+        f"budget'). Default: {DEFAULT_VIDEO_MEMORY_BUDGET_MB}.",
+    )
+    guard_group.add_argument(
+        "--stall_timeout_s", type=float, default=DEFAULT_STALL_TIMEOUT_S,
+        help="Seconds the pipeline waits for the face stage's next frame of a video; past it, the face stage's "
+        f"process is killed and that video fails ('no new frame for N s'). Default: {DEFAULT_STALL_TIMEOUT_S:g}.",
+    )
+    guard_group.add_argument(
+        "--face_stage_in_process", action="store_true", default=False,
+        help="Decode and find faces in the worker process itself instead of a supervised child process per "
+        "worker (the default, which costs one video for a native crash, a hang or a memory blow-up). In "
+        "process, a crash of FFmpeg, dlib, OpenCV or OpenVINO kills the worker and --video_memory_budget_mb "
+        "and --stall_timeout_s do not apply; for debugging and profiling in one process.",
     )
 
     snippet_group = parser.add_argument_group("snippets and phase features")

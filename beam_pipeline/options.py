@@ -69,6 +69,10 @@ def validate_options(options: MimamoOptions, require_io: bool = True, prefix: st
     _require(options.threads_per_worker >= 0, "threads_per_worker", options.threads_per_worker,
              "must be >= 0 (0: automatic)")
     _require(options.face_size >= 16, "face_size", options.face_size, "must be >= 16 pixels")
+    _require(options.max_frame_pixels >= 1, "max_frame_pixels", options.max_frame_pixels, "must be >= 1 pixel")
+    _require(options.video_memory_budget_mb >= 1, "video_memory_budget_mb", options.video_memory_budget_mb,
+             "must be >= 1 MB")
+    _require(options.stall_timeout_s > 0, "stall_timeout_s", options.stall_timeout_s, "must be > 0 seconds")
     _require(options.num_shards >= 0, "num_shards", options.num_shards, "must be >= 0")
     _require(options.videos_per_commit >= 0, "videos_per_commit", options.videos_per_commit,
              "must be >= 0 (0: write once at the end, not resumable)")

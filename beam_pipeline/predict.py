@@ -26,7 +26,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
-from beam_pipeline.config import PREDICT_SETTINGS, model_and_face_configs, read_settings
+from beam_pipeline.config import PREDICT_SETTINGS, isolation_config_from, model_and_face_configs, read_settings
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.model_loading import load_model
@@ -35,13 +35,13 @@ from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import cache_remote_weights, is_remote, open_local_copy, weights_sha256
 from beam_pipeline.rows import FrameRow, SnippetRow, VideoRow, compute_video_id, failed_video_row, with_row_type
 from mimamo_ops import __version__
-from mimamo_ops.decoding.video import DecodeReport, probe_video
+from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor
 from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
 from mimamo_ops.model.predictor import MimamoModel, ModelConfig, SnippetPrediction, stitch_snippets
 from mimamo_ops.outputs.smoothing import smooth_moving_average, smoothing_window_frames
-from mimamo_ops.runtime.prefetch import prefetch
 from mimamo_ops.runtime.threads import apply_thread_budget
 from mimamo_ops.weights.standins import describe_weights
 
@@ -60,7 +60,6 @@ DETECTIONS_TAG = "detections"
 SNIPPET_ROWS_TAG = "snippet_rows"
 FACE_SUMS_TAG = "face_sums"
 FACE_ROWS_CHUNK = 256  # face facts buffered per face before they are emitted
-FACE_PREFETCH_FRAMES = 64  # frames the face stage may run ahead of the networks (a background thread)
 
 FaceKey = Tuple[str, int]  # (video URI, face_id)
 
@@ -172,8 +171,10 @@ class PredictVideoDoFn(beam.DoFn):
     ``setup()`` first gives every threaded library of the process its share of the cores
     (``ModelConfig.thread_budget``, ``mimamo_ops.runtime.threads``). The model is loaded once per process and
     shared by the process's threads (``apache_beam.utils.shared.Shared``); each DoFn instance builds its own face
-    extractor in ``setup()`` (the landmark detector keeps per-call state). Any error while reading, decoding or
-    predicting one video ends that video only: a ``failed`` ``VideoRow`` names the stage and the reason.
+    extractor in ``setup()`` (the landmark detector keeps per-call state), in a supervised child process unless
+    ``isolation`` says otherwise (``mimamo_ops.faces.isolated_stage``). Any error while reading, decoding or
+    predicting one video ends that video only, a native crash, a stall or a memory blow-up of its face stage
+    included: a ``failed`` ``VideoRow`` names the stage and the reason.
 
     Args:
         model_config: the networks to load.
@@ -181,8 +182,10 @@ class PredictVideoDoFn(beam.DoFn):
         progress_dir: local directory for progress records (``beam_pipeline.progress_records``), or None.
         keep_snippet_rows: also emit each snippet's ``SnippetRow``s on the ``snippet_rows`` output.
         model_loader: builds the model from ``model_config`` (injected in unit tests).
-        extractor_factory: builds the face extractor from ``face_config`` (injected in unit tests).
+        extractor_factory: builds the face extractor from ``face_config`` (injected in unit tests; picklable when
+            isolated, since the child process calls it).
         clock: monotonic clock in seconds (injected in unit tests).
+        isolation: whether the face stage runs in a supervised child process, and its limits.
     """
 
     def __init__(
@@ -194,6 +197,7 @@ class PredictVideoDoFn(beam.DoFn):
         model_loader: Callable[[ModelConfig], MimamoModel] = load_model,
         extractor_factory: Callable[[FaceConfig], FaceExtractor] = make_face_extractor,
         clock: Callable[[], float] = time.perf_counter,
+        isolation: IsolationConfig = IsolationConfig(),
     ):
         self._model_config = model_config
         self._face_config = face_config
@@ -202,9 +206,10 @@ class PredictVideoDoFn(beam.DoFn):
         self._model_loader = model_loader
         self._extractor_factory = extractor_factory
         self._clock = clock
+        self._isolation = isolation
         self._shared_model = shared.Shared()
         self._model: Optional[MimamoModel] = None
-        self._extractor: Optional[FaceExtractor] = None
+        self._faces: Optional[FaceStage] = None
         self._progress: Optional[ProgressWriter] = None
         self._pending_load_ms: Optional[int] = None
         self._counters = {
@@ -223,14 +228,20 @@ class PredictVideoDoFn(beam.DoFn):
         config = self._model_config
         # before any model loads: this process's share of the machine's cores for every threaded library
         apply_thread_budget(config.thread_budget())
+        # the face stage's process loads its models while this one loads the networks
+        self._faces = open_face_stage(self._face_config, config.thread_budget(), self._isolation,
+                                      self._extractor_factory)
+        self._faces.start()
         self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
         # metrics updated in setup() are not attributed to a step, so the first process() call reports it
         self._pending_load_ms = int((self._clock() - started) * 1000)
-        self._extractor = self._extractor_factory(self._face_config)
+        self._faces.wait_ready()
         if self._progress_dir:
             self._progress = ProgressWriter(self._progress_dir)
 
     def teardown(self) -> None:
+        if self._faces is not None:
+            self._faces.close()
         if self._progress is not None:
             self._progress.close()
 
@@ -255,12 +266,12 @@ class PredictVideoDoFn(beam.DoFn):
         """Yields the video's outputs and returns its summary row; errors come out as ``_StageError``."""
         with _stage("read"), open_local_copy(uri) as local_path:
             with _stage("probe"):
-                info = probe_video(local_path)
+                video = self._faces.open_video(local_path)  # probes; decoding and faces go on in the background
+            info, report, frames = video.info, video.report, video.frames
             faces: Dict[int, _FaceState] = {}
             frames_decoded = frames_with_face = 0
-            # The face stage runs ahead in a thread; face_stage_latency_ms is the time spent waiting for it.
-            report = DecodeReport()  # frames_undecodable stays None when the face stage decodes on its own
-            frames = prefetch(self._extractor.extract(local_path, report=report), FACE_PREFETCH_FRAMES)
+            # The face stage runs ahead; face_stage_latency_ms is the time spent waiting for it. The report's
+            # frames_undecodable stays None when the face stage decodes on its own (OpenFace).
             while True:
                 tick = self._clock()
                 with _stage("faces"):
@@ -474,7 +485,8 @@ class PredictValenceArousal(beam.PTransform):
         model_config = dataclasses.replace(
             self._model_config, worker_processes=worker_processes_per_machine(inputs.pipeline.options))
         predict_fn = PredictVideoDoFn(model_config, self._face_config, progress_dir=self._progress_dir,
-                                      keep_snippet_rows=self._settings.keep_intermediates)
+                                      keep_snippet_rows=self._settings.keep_intermediates,
+                                      isolation=isolation_config_from(self._settings))
         return (inputs
                 | "DistinctVideoUris" >> DistinctVideoUris()
                 | "PredictFrames" >> PredictFrames(predict_fn, self._settings.smoothing_size))

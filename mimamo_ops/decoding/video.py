@@ -130,27 +130,32 @@ class DecodeReport:
     warning: Optional[str] = None
 
 
-def probe_video(source: VideoSource) -> VideoInfo:
+def probe_video(source: VideoSource, max_frame_pixels: Optional[int] = None) -> VideoInfo:
     """Reads a video's metadata and decodes its first frame (to check it decodes and to read the rotation).
 
     Args:
         source: a path, or a readable binary file-like object (seekable for containers that need it).
+        max_frame_pixels: the largest frame (width x height, in pixels) accepted, or None for no limit. The
+            size the stream declares is checked before any frame is decoded, then that of the first frame.
 
     Returns:
         The :class:`VideoInfo` of the first video stream.
 
     Raises:
-        VideoError: the file is missing, empty, not a video, or its first frame cannot be decoded.
+        VideoError: the file is missing, empty, not a video, its frames are larger than ``max_frame_pixels``,
+            or its first frame cannot be decoded.
     """
     name = _name_of(source)
     with _open_container(source, name) as container:
         stream = _video_stream(container, name)
+        _check_frame_size(stream.codec_context.width, stream.codec_context.height, max_frame_pixels, name)
         decoded = _RankedDecode(container, stream)
         ranked_first = next(iter(decoded), None)
         if ranked_first is None:
             detail = f" (first error: {_cause(decoded.first_error)})" if decoded.first_error is not None else ""
             raise VideoError(f"{name}: no decodable frames{detail}")
         first = ranked_first[1]
+        _check_frame_size(first.width, first.height, max_frame_pixels, name)
         rotation_deg = _rotation_of(first, name)
         width, height = first.width, first.height
         if rotation_deg in (90, 270):
@@ -518,6 +523,13 @@ def _to_video_frame(frame: av.VideoFrame, index: int, origin_pts: int, fps: floa
     if quarter_turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
     return VideoFrame(index=index, timestamp_s=timestamp_s, rgb=rgb)
+
+
+def _check_frame_size(width: int, height: int, max_frame_pixels: Optional[int], name: str) -> None:
+    """Raises when a ``width`` x ``height`` frame (pixels; 0 when unknown) is over ``max_frame_pixels``."""
+    if max_frame_pixels is not None and width * height > max_frame_pixels:
+        raise VideoError(f"{name}: frame {width}x{height} over the limit of {max_frame_pixels} pixels "
+                         f"({width * height} pixels)")
 
 
 def _rotation_of(frame: av.VideoFrame, name: str) -> int:

@@ -17,7 +17,9 @@ Modules: ``records`` (config and records), ``landmark_model`` (locating and load
 mask), ``fitting`` (landmark fitting on normalised patches and the HOG quality check), ``tracking`` (detector
 scheduling, matching, track ids), ``shots``, ``identity``, ``builtin_stage``, ``dlib_stage``, ``mtcnn_stage``,
 ``openface_stage``, ``output`` (OpenFace-layout crops and CSV on disk), ``backends`` (the stage names, light to
-import), ``stages`` (``make_face_extractor``), ``evaluation`` (scoring against labelled photos).
+import), ``stages`` (``make_face_extractor``), ``evaluation`` (scoring against labelled photos),
+``isolated_stage`` (probe, decoding and the face stage of each video in a supervised child process, so that a
+native crash, a hang or a memory blow-up costs one video) and ``isolation`` (its settings and defaults).
 
 May import ``mimamo_ops.decoding``, ``mimamo_ops.runtime`` and ``mimamo_ops.errors``; never the model or the
 outputs. Start reading at ``stages.make_face_extractor`` and ``builtin_stage.TrackingFaceExtractor``.

@@ -8,6 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_pipeline.predict import PredictFrames, PredictVideoDoFn
 from beam_pipeline.rows import FaceCropRow, FrameRow
 from beam_pipeline.sinks import FRAMES_SCHEMA
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import ID_SOURCES, FaceConfig
 from mimamo_ops.model.predictor import ModelConfig
 from tests import clips
@@ -35,7 +36,7 @@ def test_each_frame_row_carries_its_faces_id_source(tmp_path):
     config = ModelConfig("unused", "unused", backbone_batch_size=8, gru_sequence_snippets=1, snippet_length=16,
                          snippet_stride=16)
     predict_fn = PredictVideoDoFn(config, FaceConfig(), model_loader=load_light_model,
-                                  extractor_factory=ReidentifiedFaces)
+                                  extractor_factory=ReidentifiedFaces, isolation=IsolationConfig(enabled=False))
     with TestPipeline() as pipeline:
         rows = pipeline | beam.Create([video]) | PredictFrames(predict_fn, None)
         sources = rows.frames | beam.Map(lambda row: (row.frame_index, row.id_source))

@@ -72,6 +72,9 @@ def test_repeated_input_flags_accumulate():
         ("video_extensions", "mp4"),
         ("face_size", "8"),
         ("n_workers", "0"),
+        ("max_frame_pixels", "0"),
+        ("video_memory_budget_mb", "0"),
+        ("stall_timeout_s", "0"),
     ],
 )
 def test_bad_value_raises_value_error_naming_option_and_value(flag, value):
@@ -121,6 +124,15 @@ def test_runtime_and_threads_options_default_to_automatic_and_are_checked():
     with pytest.raises(ValueError, match="--threads_per_worker=-1"):
         validate_options(bad.view_as(MimamoOptions))
 
+
+def test_fault_isolation_options_default_to_an_isolated_face_stage_and_reach_its_config():
+    from beam_pipeline.config import isolation_config_from
+    from mimamo_ops.faces.isolation import IsolationConfig
+
+    assert isolation_config_from(parse()) == IsolationConfig()
+    assert isolation_config_from(parse("--max_frame_pixels", "100", "--video_memory_budget_mb", "50",
+                                        "--stall_timeout_s", "2.5", "--face_stage_in_process")) == IsolationConfig(
+        enabled=False, max_frame_pixels=100, video_memory_budget_mb=50, stall_timeout_s=2.5)
 
 
 def _parser_actions(options_class) -> list:

@@ -15,6 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.matching import MatchVideos
 from beam_pipeline.predict import PredictFrames, PredictVideoDoFn
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.model.predictor import ModelConfig
 from tests import clips
@@ -76,7 +77,7 @@ def test_remote_video_is_predicted_from_a_temp_copy_that_is_removed(tmp_path: Pa
     config = ModelConfig("unused", "unused", backbone_batch_size=8, gru_sequence_snippets=1, snippet_length=16,
                          snippet_stride=16)
     predict_fn = PredictVideoDoFn(config, FaceConfig(), model_loader=load_light_model,
-                                  extractor_factory=RecordingFaces)
+                                  extractor_factory=RecordingFaces, isolation=IsolationConfig(enabled=False))
     pipeline = BeamTestPipeline()
     matched = pipeline | beam.Create([f"{PREFIX}{tmp_path}/"]) | MatchVideos((".mp4",))
     outputs = matched.videos | PredictFrames(predict_fn, None)

@@ -16,6 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_pipeline.predict import FaceSums, PredictFrames, PredictVideoDoFn, add_means
 from beam_pipeline.rows import FrameRow, VideoRow, compute_video_id, failed_video_row
 from mimamo_ops.errors import VideoError
+from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor
 from mimamo_ops.faces.records import FaceRecord, FrameFaces
 from mimamo_ops.model.phase import PhaseDifferenceExtractor
@@ -83,7 +84,7 @@ def run_predict_frames(uris: List[str], smoothing_size_s=None):
     config = ModelConfig("unused", "unused", backbone_batch_size=8, gru_sequence_snippets=1, snippet_length=16,
                          snippet_stride=16)
     predict_fn = PredictVideoDoFn(config, FaceConfig(), keep_snippet_rows=True, model_loader=load_light_model,
-                                  extractor_factory=ScriptedFaces)
+                                  extractor_factory=ScriptedFaces, isolation=IsolationConfig(enabled=False))
     pipeline = BeamTestPipeline()
     outputs = pipeline | beam.Create(uris) | PredictFrames(predict_fn, smoothing_size_s)
     return pipeline, outputs
@@ -156,7 +157,8 @@ def test_setup_gives_the_process_its_thread_share_before_loading_the_model(monke
     config = ModelConfig("unused-threads", "unused", threads_per_worker=1)
     before = torch.get_num_threads(), cv2.getNumThreads()
     try:
-        PredictVideoDoFn(config, FaceConfig(), model_loader=loader, extractor_factory=ScriptedFaces).setup()
+        PredictVideoDoFn(config, FaceConfig(), model_loader=loader, extractor_factory=ScriptedFaces,
+                         isolation=IsolationConfig(enabled=False)).setup()
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])

@@ -20,7 +20,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
-from beam_pipeline import remote_files
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.run import run
