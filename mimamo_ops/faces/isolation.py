@@ -9,7 +9,7 @@ __all__ = ["DEFAULT_DEPTH_FRAMES", "DEFAULT_MAX_FRAME_PIXELS", "DEFAULT_STALL_TI
 # (bench/bench_face_memory.py, 3-frame clips: 103 at 1280x720, 110 at 1920x1080, 117 at 3840x2160; a 30-frame
 # 3840x2160 clip: 142, the decoder's reference frames), about 1.1 GB for 4K. 10 Mpx lets every 4K video through
 # (3840x2160 and DCI 4096x2160, either way up: 8.3 and 8.8 Mpx) and stops 5K and 8K frames (14.7 and 33.2 Mpx)
-# and the 8192x8192 file of issue 18 (67.1 Mpx, 4.5 GB) before a frame is decoded.
+# and a 200 kB 8192x8192 file that took 4.5 GB (67.1 Mpx) before a frame is decoded.
 DEFAULT_MAX_FRAME_PIXELS = 10_000_000
 # About 1.5 times what a 10 Mpx video takes at 142 bytes per pixel (~1.35 GB).
 DEFAULT_VIDEO_MEMORY_BUDGET_MB = 2048
