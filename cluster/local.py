@@ -185,7 +185,8 @@ class FlinkCluster:
         return _get_json(f"{self.rest_url}/overview")
 
 
-def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: str, resource_id: str) -> dict:
+def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: str, resource_id: str,
+                  working_dir: Path) -> dict:
     shipped = yaml.safe_load((flink_home / "conf" / "config.yaml").read_text())
     return {
         "env.java.opts.all": f"{shipped['env']['java']['opts']['all']} {java_opts}".strip(),
@@ -200,6 +201,10 @@ def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: st
         "taskmanager.memory.managed.fraction": 0.05,
         "taskmanager.resource-id": resource_id, "parallelism.default": 1,
         "blob.server.port": "0", "taskmanager.rpc.port": "0", "taskmanager.data.port": 0,
+        # each daemon's working directory (<dir>/tm_<resource-id>: blob cache, tmp) is this cluster's own: under the
+        # default /tmp every cluster on the machine would share /tmp/tm_taskmanager-0, and a TaskManager empties
+        # its tmp/ when it starts
+        "process.working-dir": str(working_dir),
     }
 
 
@@ -225,13 +230,16 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
     """
     groups = ProcessGroups(workdir / "log")
     rest_port, rpc_port = free_port(), free_port()
-    env = dict(os.environ, FLINK_HOME=str(flink_home), FLINK_LOG_DIR=str(workdir / "log"))
+    working_dir = workdir / "working-dirs"
+    # the pid files too (Flink's scripts keep them in /tmp and name the log files by their line count)
+    env = dict(os.environ, FLINK_HOME=str(flink_home), FLINK_LOG_DIR=str(workdir / "log"),
+               FLINK_PID_DIR=str(workdir / "pids"))
     try:
         pool_port = free_port() if worker_pools else None
         hosts = _start_worker_pools(groups, task_managers, pool_port, pool_env) \
             if worker_pools else []
         jm_conf = _flink_conf_dir(flink_home, workdir / "conf-jobmanager",
-                                  _flink_config(flink_home, rest_port, rpc_port, "", "jobmanager"))
+                                  _flink_config(flink_home, rest_port, rpc_port, "", "jobmanager", working_dir))
         groups.start("jobmanager", [str(flink_home / "bin" / "jobmanager.sh"), "start-foreground"],
                      dict(env, FLINK_CONF_DIR=str(jm_conf)))
         for index in range(task_managers):
@@ -240,7 +248,8 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
                 hosts_file = _hosts_file(workdir / f"hosts-taskmanager-{index}", hosts[index])
                 java_opts = f"-Djdk.net.hosts.file={hosts_file}"
             conf = _flink_conf_dir(flink_home, workdir / f"conf-taskmanager-{index}",
-                                   _flink_config(flink_home, rest_port, rpc_port, java_opts, f"taskmanager-{index}"))
+                                   _flink_config(flink_home, rest_port, rpc_port, java_opts, f"taskmanager-{index}",
+                                                 working_dir))
             groups.start(f"taskmanager-{index}", [str(flink_home / "bin" / "taskmanager.sh"), "start-foreground"],
                          dict(env, FLINK_CONF_DIR=str(conf)))
         cluster = FlinkCluster(f"127.0.0.1:{rest_port}", f"http://127.0.0.1:{rest_port}", workdir / "log",
@@ -256,6 +265,7 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
         yield cluster
     finally:
         groups.stop()
+        shutil.rmtree(working_dir, ignore_errors=True)  # the job jars' blob copies (150 MB per job), nothing else
 
 
 @dataclass

@@ -28,7 +28,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16),
-        options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)])
+        # gRPC sets SO_REUSEPORT by default: a second pool on the same address and port (another cluster on this
+        # machine) would then start too and take part of this one's connections; without it, it fails to start
+        options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0),
+                 ("grpc.so_reuseport", 0)])
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
         BeamFnExternalWorkerPoolServicer(use_process=True), server)
     if not server.add_insecure_port(f"{args.host}:{args.port}"):

@@ -1,8 +1,12 @@
-"""Checks shared by the Flink and Spark tests: same rows as the DirectRunner, parallel videos, one fetch each."""
+"""Checks shared by the Flink and Spark tests: same rows as the DirectRunner, parallel videos, one fetch each.
+
+``check_worker_pools_run`` and ``check_loopback_run`` are the two test bodies both engines share; each engine's
+test gives its own runner flags and checks its own cluster's record of the job.
+"""
 import itertools
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +16,8 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from beam_pipeline.run import run
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from tests.pipeline.test_pipeline import KEY_COLUMNS, read_sorted
+from tests.cluster.conftest import COPIES, Running, read_probe
+from tests.pipeline.test_pipeline import KEY_COLUMNS, pipeline_flags, read_sorted
 
 ATOL = 1e-5
 GOOD_CLIPS = ("one_face.mp4", "two_faces.mp4", "no_face.mp4")  # the clips that are decoded to the end
@@ -102,3 +107,35 @@ def run_and_time(what: str, flags: List[str]):
     result = run(flags)
     print(f"{what}: pipeline wall time {time.monotonic() - started:.1f} s")
     return result
+
+
+def check_worker_pools_run(what: str, running: Running, engine_flags: Sequence[str], clip_folder: Path,
+                           copies_folder: Path, remote_weights: Tuple[str, str], expected: Dict[str, pa.Table],
+                           output: Path) -> None:
+    """The clips and the copies through ``running``'s EXTERNAL worker pools, the weights as ``gs://`` URIs.
+
+    The rows equal ``expected`` (the DirectRunner's; each copy's rows its original's), the counters agree with
+    the tables, two videos ran at the same time in the SDK processes of two different pools, and each SDK
+    process fetched each weights file once.
+    """
+    copies = {str(copies_folder / name): str(clip_folder / "one_face.mp4") for name in COPIES}
+    result = run_and_time(what, pipeline_flags(clip_folder, remote_weights, output)
+                          + ["--input", str(copies_folder)] + list(engine_flags)
+                          + ["--environment_type=EXTERNAL",
+                             f"--environment_config={running.cluster.environment_config}"])
+    assert_rows_match(expected, output, copies)
+    assert_counters(result, output, copies=len(copies))
+    records = read_probe(running.probe_dir)
+    assert_parallel_on_two_workers([record for record in records if record["event"] == "video"],
+                                   ALL_CLIPS + COPIES)
+    assert_weights_fetched_once_per_process(records, remote_weights)
+
+
+def check_loopback_run(what: str, engine_flags: Sequence[str], clip_folder: Path, weights: Tuple[Path, Path],
+                       expected: Dict[str, pa.Table], output: Path) -> None:
+    """The clips with ``--environment_type=LOOPBACK`` (the SDK harness in this process): the rows equal
+    ``expected`` and the counters agree with the tables."""
+    result = run_and_time(what, pipeline_flags(clip_folder, weights, output) + list(engine_flags)
+                          + ["--environment_type=LOOPBACK"])
+    assert_rows_match(expected, output)
+    assert_counters(result, output)
