@@ -209,7 +209,10 @@ def test_remote_weights_of_the_wrong_kind_or_hash_never_enter_the_cache(storage,
     monkeypatch.setenv("MIMAMO_CHECKPOINT_SHA256", "0" * 64)
     with pytest.raises(WeightsFetchError, match=f"^{pinned}: SHA-256 .* differs from the pinned"):
         cache_remote_weights(pinned, MIMAMO, cache_dir=str(tmp_path / "cache"))
-    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+    # nothing but the entries' empty lock files (which stay: removing one while another process waits on it
+    # would let a third process lock a new file beside it)
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file() and path.suffix != ".lock"] == []
+    assert {path.stat().st_size for path in (tmp_path / "cache").rglob("*.lock")} == {0}
 
 
 def test_a_wrong_remote_weights_uri_fails_at_submission(storage, cloud_clips, synthetic_weights, tmp_path):
