@@ -4,7 +4,11 @@
 the module runs) and moto's server mode for S3 (Beam's ``--s3_endpoint_url`` options). The same clips run
 locally, gs:// -> gs:// and s3:// -> s3://; the rows must be the same.
 """
+import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -221,3 +225,53 @@ def test_a_wrong_remote_weights_uri_fails_at_submission(storage, cloud_clips, sy
     with pytest.raises(FileNotFoundError, match="missing/model.pth.tar"):
         run(flags)
     assert not (tmp_path / "never").exists()
+
+
+FETCH_ONCE_SCRIPT = """
+import json, os, sys, time
+from beam_pipeline import remote_files
+from mimamo_ops.model.checkpoints import MIMAMO
+uri, downloads, ready, go = sys.argv[1:5]
+fetch = remote_files._fetch_into_cache
+def counted(*args, **kwargs):  # a probe: records each download this process makes
+    with open(downloads, "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return fetch(*args, **kwargs)
+remote_files._fetch_into_cache = counted
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+path, sha256 = remote_files.cache_remote_weights(uri, MIMAMO)
+print(json.dumps([str(path), sha256]))
+"""
+PROCESSES = 4
+
+
+def test_the_processes_of_one_machine_fetch_remote_weights_once(servers, synthetic_weights, tmp_path):
+    """Four worker-like processes ask for the same gs:// weights at the same moment, sharing one cache."""
+    checkpoint = synthetic_weights[0]
+    uri = f"gs://{BUCKET}/machine-cache/{checkpoint.name}"
+    upload(checkpoint, uri)
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=servers["gs"], MIMAMO_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    downloads, go = tmp_path / "downloads.txt", tmp_path / "go"
+    ready = [tmp_path / f"ready-{index}" for index in range(PROCESSES)]
+    processes = [subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-c", FETCH_ONCE_SCRIPT, uri, str(downloads), str(flag), str(go)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for flag in ready]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(flag.exists() for flag in ready):
+            assert all(process.poll() is None for process in processes), [p.communicate() for p in processes]
+            assert time.monotonic() < deadline, "the processes did not start"
+            time.sleep(0.05)
+        go.touch()  # all ask now
+        results = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert [process.returncode for process in processes] == [0] * PROCESSES, [err for _, err in results]
+    answers = {out.strip().splitlines()[-1] for out, _ in results}
+    assert len(answers) == 1 and json.loads(answers.pop())[1] == sha256_file(checkpoint)
+    assert len(downloads.read_text().splitlines()) == 1
