@@ -275,3 +275,38 @@ def test_the_processes_of_one_machine_fetch_remote_weights_once(servers, synthet
     answers = {out.strip().splitlines()[-1] for out, _ in results}
     assert len(answers) == 1 and json.loads(answers.pop())[1] == sha256_file(checkpoint)
     assert len(downloads.read_text().splitlines()) == 1
+
+
+def committed_records(output: str) -> int:
+    return len(FileSystems.match([f"{output}/_videos/*/video.parquet"])[0].metadata_list)
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_a_run_on_a_remote_output_killed_after_its_first_commit_resumes_to_the_local_runs_tables(
+        scheme, storage, cloud_clips, synthetic_weights, local_tables):
+    output = f"{scheme}://{BUCKET}/resume-{time.time_ns()}"
+    checkpoint, backbone = synthetic_weights
+    flags = pipeline_flags(str(cloud_clips), output, str(checkpoint), str(backbone)) + s3_flags(storage["s3"])
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=storage["gs"], PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    process = subprocess.Popen([sys.executable, "-m", "beam_pipeline.run", *flags], env=env,  # pylint: disable=consider-using-with
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while committed_records(output) < 1:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no video was committed"
+            time.sleep(0.05)
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -9 and committed_records(output) == 1
+
+    result = run(flags)
+
+    assert len(result.plan.committed) == 1
+    frames, videos = local_tables
+    assert read_remote_table(f"{output}/frames").sort_by([(key, "ascending") for key in KEY_COLUMNS]).equals(
+        frames.sort_by([(key, "ascending") for key in KEY_COLUMNS]))
+    assert read_remote_table(f"{output}/videos").sort_by("video_uri").equals(videos.sort_by("video_uri"))
