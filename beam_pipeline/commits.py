@@ -23,8 +23,9 @@ built from the commits (``beam_pipeline.compaction``).
 import io
 import logging
 import posixpath
+import time
 import typing
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -115,13 +116,17 @@ class _CommitVideoResultDoFn(beam.DoFn):
     """``VideoResult`` -> its files under ``<output>/_videos/`` -> ``Committed``; storage errors that may pass are
     retried (``faults.retry_transient``), others fail the bundle, which the runner retries."""
 
-    def __init__(self, output: str):
+    def __init__(self, output: str, clock: Callable[[], float] = time.perf_counter):
         self._output = output
+        self._clock = clock
         self._committed = Metrics.counter(METRICS_NAMESPACE, "videos_committed")
+        self._latency = Metrics.distribution(METRICS_NAMESPACE, "commit_latency_ms")
 
     def process(self, result: VideoResult) -> Iterator[Committed]:
+        started = self._clock()
         committed = retry_transient(lambda: commit_video_result(self._output, result),
                                     f"{result.video.video_uri}: commit")
+        self._latency.update(int(round((self._clock() - started) * 1000)))
         self._committed.inc()
         yield committed
 
