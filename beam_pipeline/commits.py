@@ -3,10 +3,13 @@ is done, from inside the pipeline, on every runner and for local, ``gs://`` and 
 
 Layout, for a video ``V`` (its ``video_id``, ``rows.compute_video_id``)::
 
-    _videos/V/frames.parquet        its FrameRow columns (ok videos)
-    _videos/V/snippets.parquet      its SnippetRow columns (keep_intermediates)
-    _videos/V/video.parquet         its VideoRow: the commit record (ok, no_face, a permanent failure)
+    _videos/V/frames.<N>.parquet    its N FrameRow rows (ok videos)
+    _videos/V/snippets.<N>.parquet  its N SnippetRow rows (keep_intermediates)
+    _videos/V/video.parquet         its VideoRow: the commit record (ok, no_face, a permanent failure); its
+                                    key-value metadata names the data files it commits
     _videos/V/video.retry.parquet   the record of a transient failure: committed, and run again by a rerun
+
+The row counts in the names let the tables be planned in rows from one listing, without opening a file.
 
 Every file is written whole or not at all (``beam_pipeline.storage``) and the record goes last, after the data
 files are complete: a video is committed exactly when its record exists, and a job killed at any moment keeps
@@ -23,6 +26,7 @@ built from the commits (``beam_pipeline.compaction``).
 import io
 import logging
 import posixpath
+import re
 import time
 import typing
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
@@ -39,18 +43,19 @@ from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.rows import VideoResult, VideoRow, arrow_schema
 from beam_pipeline.storage import delete_files, list_files, read_bytes, write_atomically
 
-__all__ = ["COMMITS_DIR", "FRAMES_FILE", "RECORD_FILE", "RETRY_RECORD_FILE", "SNIPPETS_FILE", "CommitListing",
-           "CommitVideoResults", "Committed", "commit_video_result", "discard_videos", "list_commits",
-           "read_record", "video_dir"]
+__all__ = ["COMMITS_DIR", "RECORD_FILE", "RETRY_RECORD_FILE", "CommitListing", "CommitVideoResults", "Committed",
+           "CommittedFiles", "commit_video_result", "data_file_name", "discard_videos", "list_commits", "read_commit",
+           "video_dir"]
 
 LOGGER = logging.getLogger(__name__)
 COMMITS_DIR = "_videos"
-FRAMES_FILE = "frames.parquet"
-SNIPPETS_FILE = "snippets.parquet"
+FRAMES = "frames"
+SNIPPETS = "snippets"
 RECORD_FILE = "video.parquet"
 RETRY_RECORD_FILE = "video.retry.parquet"
 _VIDEOS_SCHEMA = arrow_schema(VideoRow)
 PARQUET_CODEC = "zstd"
+_DATA_FILE = re.compile(r"^(frames|snippets)\.(\d+)\.parquet$")
 
 
 class Committed(typing.NamedTuple):
@@ -71,21 +76,35 @@ class CommitListing(typing.NamedTuple):
         video_id: the folder's name.
         record: ``RECORD_FILE`` (committed for good), ``RETRY_RECORD_FILE`` (committed as a transient failure)
             or None (not committed: data files of a video that did not finish).
-        frames_bytes: size of its frames file (0 when none).
-        snippets_bytes: size of its snippets file (0 when none).
+        frame_rows: rows of its frames file, from the file's name (0 when none; the largest if a retried
+            bundle left two).
+        snippet_rows: rows of its snippets file, likewise.
         paths: every file of the folder.
     """
 
     video_id: str
     record: Optional[str]
-    frames_bytes: int
-    snippets_bytes: int
+    frame_rows: int
+    snippet_rows: int
     paths: typing.Tuple[str, ...]
+
+
+class CommittedFiles(typing.NamedTuple):
+    """A committed video's row and the names of the data files its record commits (None: no such rows)."""
+
+    video: VideoRow
+    frames_file: Optional[str]
+    snippets_file: Optional[str]
 
 
 def video_dir(output: str, video_id: str) -> str:
     """``<output>/_videos/<video_id>``."""
     return FileSystems.join(output, COMMITS_DIR, video_id)
+
+
+def data_file_name(kind: str, rows: int) -> str:
+    """``frames.<rows>.parquet`` or ``snippets.<rows>.parquet``."""
+    return f"{kind}.{rows}.parquet"
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -102,13 +121,14 @@ def commit_video_result(output: str, result: VideoResult) -> Committed:
     """
     row = result.video
     folder = video_dir(output, row.video_id)
-    if result.frames.num_rows:
-        write_atomically(FileSystems.join(folder, FRAMES_FILE), _parquet_bytes(result.frames))
-    if result.snippets.num_rows:
-        write_atomically(FileSystems.join(folder, SNIPPETS_FILE), _parquet_bytes(result.snippets))
+    committed: Dict[str, str] = {}
+    for kind, table in ((FRAMES, result.frames), (SNIPPETS, result.snippets)):
+        if table.num_rows:
+            committed[f"mimamo.{kind}_file"] = data_file_name(kind, table.num_rows)
+            write_atomically(FileSystems.join(folder, committed[f"mimamo.{kind}_file"]), _parquet_bytes(table))
     record = RETRY_RECORD_FILE if row.error_kind == TRANSIENT else RECORD_FILE
-    write_atomically(FileSystems.join(folder, record),
-                     _parquet_bytes(pa.Table.from_pylist([row._asdict()], schema=_VIDEOS_SCHEMA)))
+    write_atomically(FileSystems.join(folder, record), _parquet_bytes(
+        pa.Table.from_pylist([row._asdict()], schema=_VIDEOS_SCHEMA.with_metadata(committed))))
     return Committed(row.video_id, row.status, result.frames.num_rows)
 
 
@@ -159,12 +179,13 @@ def list_commits(output: str) -> Dict[str, CommitListing]:
         folders.setdefault(video_id, []).append(stored)
     listings = {}
     for video_id, files in folders.items():
-        by_name = {posixpath.basename(stored.path): stored for stored in files}
-        record = RECORD_FILE if RECORD_FILE in by_name else RETRY_RECORD_FILE if RETRY_RECORD_FILE in by_name else None
-        listings[video_id] = CommitListing(
-            video_id, record, by_name[FRAMES_FILE].size_bytes if FRAMES_FILE in by_name else 0,
-            by_name[SNIPPETS_FILE].size_bytes if SNIPPETS_FILE in by_name else 0,
-            tuple(stored.path for stored in files))
+        names = {posixpath.basename(stored.path) for stored in files}
+        record = RECORD_FILE if RECORD_FILE in names else RETRY_RECORD_FILE if RETRY_RECORD_FILE in names else None
+        rows = {FRAMES: 0, SNIPPETS: 0}
+        for match in filter(None, map(_DATA_FILE.match, names)):
+            rows[match.group(1)] = max(rows[match.group(1)], int(match.group(2)))
+        listings[video_id] = CommitListing(video_id, record, rows[FRAMES], rows[SNIPPETS],
+                                           tuple(stored.path for stored in files))
     return listings
 
 
@@ -175,10 +196,12 @@ def discard_videos(listings: Iterable[CommitListing]) -> int:
     return len(paths)
 
 
-def read_record(output: str, listing: CommitListing) -> VideoRow:
-    """A committed video's ``VideoRow``."""
-    payload = retry_transient(lambda: read_bytes(FileSystems.join(video_dir(output, listing.video_id),
-                                                                   listing.record)),
-                              f"{listing.video_id}: reading its record")
-    (values,) = pq.read_table(pa.BufferReader(payload)).to_pylist()
-    return VideoRow(**values)
+def read_commit(output: str, video_id: str, record: str) -> CommittedFiles:
+    """A committed video's ``VideoRow`` and the names of the data files its record commits."""
+    payload = retry_transient(lambda: read_bytes(FileSystems.join(video_dir(output, video_id), record)),
+                              f"{video_id}: reading its record")
+    table = pq.read_table(pa.BufferReader(payload))
+    (values,) = table.to_pylist()
+    metadata = table.schema.metadata or {}
+    names = [metadata.get(f"mimamo.{kind}_file".encode(), b"").decode() or None for kind in (FRAMES, SNIPPETS)]
+    return CommittedFiles(VideoRow(**values), *names)

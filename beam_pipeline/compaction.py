@@ -5,8 +5,9 @@ Once every video of the run is committed (``beam_pipeline.commits``; the step wa
 side input), ``CompactTables``
 
 1. lists ``<output>/_videos/`` once and plans the files (``plan_shards``): the committed videos, in ``video_id``
-   order, are cut into contiguous ranges of about ``TARGET_SHARD_BYTES`` of frame files each (``--num_shards``
-   fixes the count instead); ``videos/`` gets one file per ``VIDEO_ROWS_PER_FILE`` videos;
+   order, are cut into contiguous ranges of about ``TARGET_FILE_ROWS`` frame rows each (the row counts are in
+   the commits' file names; ``--num_shards`` fixes the count instead); ``videos/`` gets one file per
+   ``VIDEO_ROWS_PER_FILE`` videos;
 2. writes each range's ``frames/part-SSSSS-of-NNNNN.parquet`` (and ``snippets/``) on the workers, the videos'
    rows in ``video_id`` order, each video's in (``face_id``, ``frame_index``) order, in row groups of
    ``ROW_GROUP_ROWS`` rows (the whole file when it is smaller), zstd;
@@ -34,20 +35,19 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_pipeline.commits import (FRAMES_FILE, PARQUET_CODEC, SNIPPETS_FILE, CommitListing, list_commits,
-                                   read_record, video_dir)
+from beam_pipeline.commits import PARQUET_CODEC, CommitListing, list_commits, read_commit, video_dir
 from beam_pipeline.faults import retry_transient
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.rows import FrameRow, SnippetRow, VideoRow, arrow_schema
 from beam_pipeline.sinks import FRAMES_DIR, SNIPPETS_DIR, TABLES, VIDEOS_DIR
 from beam_pipeline.storage import atomic_local_file, delete_files, list_files, read_bytes
 
-__all__ = ["ROW_GROUP_ROWS", "TARGET_SHARD_BYTES", "VIDEO_ROWS_PER_FILE", "CommittedVideo", "CompactTables",
+__all__ = ["ROW_GROUP_ROWS", "TARGET_FILE_ROWS", "VIDEO_ROWS_PER_FILE", "CommittedVideo", "CompactTables",
            "ShardPlan", "plan_shards", "shard_name", "write_parquet_shard"]
 
 LOGGER = logging.getLogger(__name__)
 ROW_GROUP_ROWS = 1 << 20  # rows per row group (1,048,576, Arrow's own cap); a smaller file is one row group
-TARGET_SHARD_BYTES = 128 << 20  # bytes of committed frame files per table file (the table file is smaller)
+TARGET_FILE_ROWS = 4 * ROW_GROUP_ROWS  # frame rows per frames/ file: 4 full row groups (~94 MiB, performance.md)
 VIDEO_ROWS_PER_FILE = 1 << 20  # videos/ rows per file
 READ_AHEAD_VIDEOS = 8  # committed videos read in parallel by a shard writer (remote reads wait on the network)
 
@@ -57,8 +57,7 @@ class CommittedVideo(typing.NamedTuple):
 
     video_id: str
     record: str  # the record's file name (commits.RECORD_FILE or RETRY_RECORD_FILE)
-    frames_bytes: np.int64
-    snippets_bytes: np.int64
+    frame_rows: np.int64
     video_shard: np.int32  # which videos/ file gets its row
 
 
@@ -82,14 +81,14 @@ def shard_name(shard: int, shards: int) -> str:
 
 
 def plan_shards(listings: Iterable[CommitListing], num_shards: int = 0,
-                target_shard_bytes: int = TARGET_SHARD_BYTES,
+                target_file_rows: int = TARGET_FILE_ROWS,
                 video_rows_per_file: int = VIDEO_ROWS_PER_FILE) -> List[ShardPlan]:
     """Cuts the committed videos into table files (module docstring, step 1); deterministic.
 
     Args:
         listings: every video of ``commits.list_commits``; those without a record are left out.
         num_shards: files per table (every table gets this many, the ranges shared); 0: sized as below.
-        target_shard_bytes: bytes of committed frame files per ``frames/`` file when ``num_shards`` is 0.
+        target_file_rows: frame rows per ``frames/`` file when ``num_shards`` is 0.
         video_rows_per_file: videos per ``videos/`` file when ``num_shards`` is 0.
 
     Returns:
@@ -97,12 +96,12 @@ def plan_shards(listings: Iterable[CommitListing], num_shards: int = 0,
     """
     committed = sorted((listing for listing in listings if listing.record), key=lambda listing: listing.video_id)
     count = len(committed)
-    sizes = [max(int(listing.frames_bytes), 1) for listing in committed]  # a video without frames still counts
+    sizes = [max(int(listing.frame_rows), 1) for listing in committed]  # a video without frames still counts
     total = sum(sizes)
     if num_shards:
         shards = video_shards = num_shards
     else:
-        shards = max(1, math.ceil(total / target_shard_bytes))
+        shards = max(1, math.ceil(total / target_file_rows))
         video_shards = max(1, math.ceil(count / video_rows_per_file))
     members: List[List[CommittedVideo]] = [[] for _ in range(shards)]
     before = 0
@@ -110,8 +109,8 @@ def plan_shards(listings: Iterable[CommitListing], num_shards: int = 0,
         shard = min(shards - 1, int((before + size / 2) * shards / total)) if total else 0
         before += size
         video_shard = shard if num_shards else index * video_shards // count
-        members[shard].append(CommittedVideo(listing.video_id, listing.record, int(listing.frames_bytes),
-                                             int(listing.snippets_bytes), int(video_shard)))
+        members[shard].append(CommittedVideo(listing.video_id, listing.record, int(listing.frame_rows),
+                                             int(video_shard)))
     return [ShardPlan(shard, shards, video_shards, videos) for shard, videos in enumerate(members)]
 
 
@@ -215,12 +214,11 @@ class _WriteShardDoFn(beam.DoFn):
 
     def _read_video(self, video: CommittedVideo) -> Tuple[VideoRow, Optional[pa.Table], Optional[pa.Table]]:
         folder = video_dir(self._output, video.video_id)
-        row = read_record(self._output, CommitListing(video.video_id, video.record, 0, 0, ()))
-        frames = _read_table(FileSystems.join(folder, FRAMES_FILE)) if row.status == "ok" and video.frames_bytes \
-            else None
-        snippets = _read_table(FileSystems.join(folder, SNIPPETS_FILE)) \
-            if self._snippets and row.status == "ok" and video.snippets_bytes else None
-        return row, frames, snippets
+        commit = read_commit(self._output, video.video_id, video.record)
+        frames = _read_table(FileSystems.join(folder, commit.frames_file)) if commit.frames_file else None
+        snippets = _read_table(FileSystems.join(folder, commit.snippets_file)) \
+            if self._snippets and commit.snippets_file else None
+        return commit.video, frames, snippets
 
     def process(self, plan: ShardPlan) -> Iterator:
         name = shard_name(plan.shard, plan.shards)
@@ -290,10 +288,10 @@ def _remove_stale_tables(output: str, written: List[str]) -> Iterator[str]:
     yield from stale
 
 
-def _plan(output: str, num_shards: int, target_shard_bytes: int, video_rows_per_file: int,
+def _plan(output: str, num_shards: int, target_file_rows: int, video_rows_per_file: int,
           committed_count: int) -> List[ShardPlan]:
     listings = retry_transient(lambda: list_commits(output), f"{output}: listing commits")
-    plans = plan_shards(listings.values(), num_shards, target_shard_bytes, video_rows_per_file)
+    plans = plan_shards(listings.values(), num_shards, target_file_rows, video_rows_per_file)
     LOGGER.info("%s: %d video(s) committed (%d by this run); tables: %d frames file(s), %d videos file(s)", output,
                 sum(len(plan.videos) for plan in plans), committed_count, len(plans), plans[0].video_shards)
     return plans
@@ -306,16 +304,16 @@ class CompactTables(beam.PTransform):
     Args:
         output: the output folder (local, ``gs://``, ``s3://``).
         metadata: key-value metadata for every file (``PredictValenceArousal.run_metadata()`` and the options).
-        num_shards: files per table; 0 sizes them (``TARGET_SHARD_BYTES``, ``VIDEO_ROWS_PER_FILE``).
+        num_shards: files per table; 0 sizes them (``TARGET_FILE_ROWS``, ``VIDEO_ROWS_PER_FILE``).
         snippets: also build ``snippets/``.
         row_group_rows: rows per row group.
-        target_shard_bytes: see ``plan_shards``.
+        target_file_rows: see ``plan_shards``.
 
     Returns (from ``expand``): the paths of the table files removed as stale.
     """
 
     def __init__(self, output: str, metadata: Mapping[str, str], num_shards: int = 0, snippets: bool = False,
-                 row_group_rows: int = ROW_GROUP_ROWS, target_shard_bytes: int = TARGET_SHARD_BYTES,
+                 row_group_rows: int = ROW_GROUP_ROWS, target_file_rows: int = TARGET_FILE_ROWS,
                  video_rows_per_file: int = VIDEO_ROWS_PER_FILE):
         super().__init__()
         self._output = output
@@ -323,7 +321,7 @@ class CompactTables(beam.PTransform):
         self._num_shards = num_shards
         self._snippets = snippets
         self._row_group_rows = row_group_rows
-        self._target_shard_bytes = target_shard_bytes
+        self._target_file_rows = target_file_rows
         self._video_rows_per_file = video_rows_per_file
 
     def expand(self, committed: beam.PCollection) -> beam.PCollection:
@@ -332,7 +330,7 @@ class CompactTables(beam.PTransform):
         plans = (pipeline
                  | "StartCompaction" >> beam.Create([self._output])
                  | "PlanTableFiles" >> beam.FlatMap(
-                     _plan, self._num_shards, self._target_shard_bytes, self._video_rows_per_file,
+                     _plan, self._num_shards, self._target_file_rows, self._video_rows_per_file,
                      committed_count=beam.pvalue.AsSingleton(done)).with_output_types(ShardPlan))
         shards = (plans
                   | "SpreadTableFiles" >> beam.Reshuffle()

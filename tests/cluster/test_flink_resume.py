@@ -22,7 +22,7 @@ from typing import Dict, List
 
 import pytest
 
-from beam_pipeline.commits import COMMITS_DIR, FRAMES_FILE, RECORD_FILE
+from beam_pipeline.commits import COMMITS_DIR, RECORD_FILE
 from tests.cluster import engine_checks
 from tests.cluster.test_flink import flink_flags
 from tests.pipeline.test_pipeline import pipeline_flags
@@ -37,7 +37,7 @@ def committed(output: Path) -> List[str]:
 
 
 def committed_with_frames(output: Path) -> List[str]:
-    return [video_id for video_id in committed(output) if (output / COMMITS_DIR / video_id / FRAMES_FILE).exists()]
+    return [video_id for video_id in committed(output) if any((output / COMMITS_DIR / video_id).glob("frames.*"))]
 
 
 def start(flags: List[str]) -> subprocess.Popen:

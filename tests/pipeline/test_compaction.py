@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipeline.commits import (RECORD_FILE, RETRY_RECORD_FILE, CommitListing, Committed, commit_video_result,
-                                   list_commits)
+from beam_pipeline.commits import (COMMITS_DIR, RECORD_FILE, RETRY_RECORD_FILE, CommitListing, Committed,
+                                   commit_video_result, data_file_name, list_commits)
 from beam_pipeline.compaction import CompactTables, plan_shards, write_parquet_shard
 from beam_pipeline.rows import (FrameRow, SnippetRow, VideoResult, VideoRow, arrow_schema, compute_video_id,
                                 empty_table, failed_video_row)
@@ -51,19 +51,19 @@ def compact(output: Path, **settings) -> List[str]:
     return sorted(path.name for path in (output / "frames").iterdir())
 
 
-def listing(video_id: str, frames_bytes: int, record=RECORD_FILE) -> CommitListing:
-    return CommitListing(video_id, record, frames_bytes, 0, ())
+def listing(video_id: str, frame_rows: int, record=RECORD_FILE) -> CommitListing:
+    return CommitListing(video_id, record, frame_rows, 0, ())
 
 
-def test_the_plan_cuts_videos_in_id_order_into_ranges_of_about_the_target_size():
+def test_the_plan_cuts_videos_in_id_order_into_ranges_of_about_the_target_rows():
     listings = [listing(f"{index:016x}", 100) for index in range(10)] + [listing("f" * 16, 100, record=None)]
-    plans = plan_shards(reversed(listings), target_shard_bytes=250, video_rows_per_file=4)
-    assert [len(plan.videos) for plan in plans] == [2, 3, 2, 3]  # 1000 bytes in 4 ranges of about 250
+    plans = plan_shards(reversed(listings), target_file_rows=250, video_rows_per_file=4)
+    assert [len(plan.videos) for plan in plans] == [2, 3, 2, 3]  # 1000 rows in 4 ranges of about 250
     ids = [video.video_id for plan in plans for video in plan.videos]
     assert ids == sorted(ids) == [f"{index:016x}" for index in range(10)]  # not the uncommitted one
     assert {plan.shards for plan in plans} == {4} and {plan.video_shards for plan in plans} == {3}
     assert [video.video_shard for plan in plans for video in plan.videos] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert plan_shards(listings, target_shard_bytes=250, video_rows_per_file=4) == plans  # input order: no effect
+    assert plan_shards(listings, target_file_rows=250, video_rows_per_file=4) == plans  # input order: no effect
     assert [len(plan.videos) for plan in plan_shards(listings, num_shards=3)] == [3, 4, 3]
     (empty,) = plan_shards([])
     assert (empty.shards, empty.video_shards, list(empty.videos)) == (1, 1, [])
@@ -116,7 +116,7 @@ def test_the_tables_hold_every_committed_video_once_in_big_row_groups(tmp_path):
 
 def test_a_compaction_killed_half_way_is_mended_by_the_next_and_the_tables_do_not_depend_on_it(tmp_path):
     commit_corpus(tmp_path, [40, 0, 25, 60, 10])
-    settings = {"row_group_rows": 32, "target_shard_bytes": 3000}
+    settings = {"row_group_rows": 32, "target_file_rows": 50}
     names = compact(tmp_path, **settings)
     assert len(names) > 1  # several files
     uninterrupted = {table: read_table(tmp_path / table, ["video_id", "face_id", "frame_index"]
@@ -138,8 +138,20 @@ def test_commits_are_listed_without_opening_a_file(tmp_path):
     listings = list_commits(str(tmp_path))
     by_uri = {uri: listings[compute_video_id(uri)] for uri in ("/corpus/video000.mp4", "/corpus/video001.mp4",
                                                                "/corpus/broken.mp4", "/corpus/flaky.mp4")}
-    assert by_uri["/corpus/video000.mp4"].record == RECORD_FILE and by_uri["/corpus/video000.mp4"].frames_bytes > 0
-    assert by_uri["/corpus/video001.mp4"].frames_bytes == 0  # no_face: a record only
+    assert by_uri["/corpus/video000.mp4"].record == RECORD_FILE and by_uri["/corpus/video000.mp4"].frame_rows == 40
+    assert by_uri["/corpus/video001.mp4"].frame_rows == 0  # no_face: a record only
     assert by_uri["/corpus/broken.mp4"].record == RECORD_FILE
     assert by_uri["/corpus/flaky.mp4"].record == RETRY_RECORD_FILE
     assert len(listings) == 4 and np.all([len(item.paths) >= 1 for item in listings.values()])
+
+
+def test_the_tables_take_the_data_file_the_record_names_not_a_strays(tmp_path):
+    """A bundle retried with another row count (a run killed between its data file and its record, say) can leave a
+    second data file beside the committed one; the record names the one it commits."""
+    commit_corpus(tmp_path, [40])
+    folder = tmp_path / COMMITS_DIR / compute_video_id("/corpus/video000.mp4")
+    stray = video_result("/corpus/video000.mp4", 45).frames
+    pq.write_table(stray, folder / data_file_name("frames", 45))
+    assert list_commits(str(tmp_path))[folder.name].frame_rows == 45  # the plan may count the larger one
+    compact(tmp_path)
+    assert pq.read_table(tmp_path / "frames").num_rows == 40

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_pipeline.commits import COMMITS_DIR, FRAMES_FILE, RECORD_FILE, commit_video_result
+from beam_pipeline.commits import COMMITS_DIR, RECORD_FILE, commit_video_result, data_file_name
 from beam_pipeline.locks import LOCK_DIR
 from beam_pipeline.resume import RUN_MANIFEST, RunPlan, prepare_output
 from beam_pipeline.rows import VideoResult, compute_video_id, failed_video_row
@@ -191,7 +191,7 @@ def test_a_rerun_runs_again_transient_failures_and_unfinished_videos_and_skips_t
         "/v/flaky.mp4", "read", "ServiceUnavailable: 503", error_kind="transient")))
     unfinished = tmp_path / COMMITS_DIR / compute_video_id("/v/killed.mp4")
     unfinished.mkdir()
-    (unfinished / FRAMES_FILE).write_bytes(b"frames of a video killed before its record")
+    (unfinished / data_file_name("frames", 3)).write_bytes(b"frames of a video killed before its record")
     (unfinished / ".video.parquet.x1y2.tmp").write_bytes(b"half a record")
     manifest = {"mimamo.version": "test", "options": {"length": 8}}
     (tmp_path / RUN_MANIFEST).write_text(json.dumps(manifest))

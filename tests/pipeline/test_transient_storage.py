@@ -101,6 +101,6 @@ def test_a_video_whose_storage_stays_down_is_a_transient_failure_and_the_rerun_r
     reads = {path for method, path, _ in proxy.requests[seen:] if method == "GET" and path.endswith(".mp4")}
     assert reads == {f"/{BUCKET}/transient/flaky.mp4"}  # the steady video was not read again
     assert steady_record.stat().st_mtime_ns == steady_stamp
-    assert sorted(path.name for path in flaky_dir.iterdir()) == ["frames.parquet", RECORD_FILE]
+    assert sorted(path.name for path in flaky_dir.iterdir()) == ["frames.16.parquet", RECORD_FILE]
     for table, keys in (("videos", ["video_uri"]), ("frames", ["video_uri", "face_id", "frame_index"])):
         assert read_sorted(output / table, keys).equals(read_sorted(tmp_path / "uninterrupted" / table, keys)), table
