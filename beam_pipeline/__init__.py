@@ -12,10 +12,12 @@ Modules of the Beam graph: ``predict`` (``PredictValenceArousal``), ``extract`` 
 (``PredictAlignedFaces``, ``MimamoModelHandler``), ``matching`` (``MatchVideos``, ``DistinctVideoUris``),
 ``rows`` (the row types: Beam schemas named as the Parquet columns), ``config`` (settings by option name),
 ``sinks`` (``WriteResultTables``), ``options`` and ``flags`` (``MimamoOptions``), ``inputs`` (files, folders,
-globs, lists), ``remote_files`` (remote videos and weights on workers), ``commits``, ``resume`` and ``watch``
-(committed batches, resuming, watch mode), ``progress_records`` (the workers' progress files), ``beam_compat``
-(the few places that need Beam internals), ``library_warnings`` (libraries' warnings to the log, not the
-console), ``pipeline`` (``build_pipeline``) and ``run`` (``python -m beam_pipeline.run``).
+globs, lists), ``remote_files`` (remote videos and weights on workers), ``storage`` (whole-or-nothing files on
+any file system), ``faults`` (transient or permanent failures, retries), ``commits`` (each video committed under
+``_videos/``), ``compaction`` (the tables built from the commits), ``resume``, ``locks`` and ``watch`` (reruns,
+one writer per output, watch mode), ``progress_records`` (the workers' progress files), ``beam_compat`` (the few
+places that need Beam internals), ``library_warnings`` (libraries' warnings to the log, not the console),
+``pipeline`` (``build_pipeline``) and ``run`` (``python -m beam_pipeline.run``).
 
 The command line lives in ``cli`` (``mimamo``: sub-commands, progress bars, reports, the demo); nothing else
 imports it. May import ``mimamo_ops`` and Apache Beam. Start reading at ``predict.PredictValenceArousal``.

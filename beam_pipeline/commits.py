@@ -1,222 +1,207 @@
-"""Durable, idempotent commits of pipeline results into ``--output``, shared by watch mode and resumable runs.
+"""Per-video commits: each video's rows are written under ``<output>/_videos/<video_id>/`` as soon as the video
+is done, from inside the pipeline, on every runner and for local, ``gs://`` and ``s3://`` outputs.
 
-A *batch* is a few videos run as one pipeline. Its results become part of the output in four steps:
+Layout, for a video ``V`` (its ``video_id``, ``rows.compute_video_id``)::
 
-1. the pipeline writes into ``<output>/_staging/<batch_id>/`` (a fresh output of its own, Beam's
-   ``beam-temp-*`` folders included);
-2. once it has finished, ``_staging/<batch_id>/_COMPLETE`` lists the batch's videos (written to a temporary
-   name, flushed to disk and renamed, so the marker is whole or absent);
-3. the staged Parquet files are renamed to ``<output>/<table>/part-<batch_id>-....parquet``, ``videos/`` last;
-4. the staging folder is removed.
+    _videos/V/frames.<N>.parquet    its N FrameRow rows (ok videos)
+    _videos/V/snippets.<N>.parquet  its N SnippetRow rows (keep_intermediates)
+    _videos/V/video.parquet         its VideoRow: the commit record (ok, no_face, a permanent failure); its
+                                    key-value metadata names the data files it commits
+    _videos/V/video.retry.parquet   the record of a transient failure: committed, and run again by a rerun
 
-``videos/`` is the durable record: a video whose URI is in ``<output>/videos/*.parquet`` has all its rows
-committed. A process killed at any step leaves either a staging folder without ``_COMPLETE`` (thrown away at
-the next start: its videos have no rows yet and run again) or one with it (steps 3-4 are finished at the next
-start; the renames already done are simply no longer in staging). Renames within one file system are atomic.
+The row counts in the names let the tables be planned in rows from one listing, without opening a file.
+
+Every file is written whole or not at all (``beam_pipeline.storage``) and the record goes last, after the data
+files are complete: a video is committed exactly when its record exists, and a job killed at any moment keeps
+every video whose record was written. What a killed job leaves of an unfinished video (data files without a
+record) is overwritten when the video runs again. Names depend on the video only, so a video written twice (a
+bundle the runner retries) ends the same. The files carry no options or other metadata of the run: they are the
+same whichever run wrote them.
+
+``CommitVideoResults`` is the writing step (``VideoResult`` in, one ``Committed`` out per video);
+``list_commits`` reads the state of an output from one listing of ``_videos/`` (no file is opened), and
+``discard_videos`` deletes what a rerun must redo. The tables under ``frames/``, ``videos/`` and ``snippets/`` are
+built from the commits (``beam_pipeline.compaction``).
 """
-import datetime
-import json
+import io
 import logging
-import os
-import shutil
-import uuid
-from typing import Callable, List, Sequence, Set
+import posixpath
+import re
+import time
+import typing
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
+import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.metrics import Metrics
 
-from beam_pipeline.remote_files import is_remote
-from beam_pipeline.sinks import FRAMES_DIR, SNIPPETS_DIR, TABLES, VIDEOS_DIR
+from beam_pipeline.faults import TRANSIENT, retry_transient
+from beam_pipeline.metrics import METRICS_NAMESPACE
+from beam_pipeline.rows import VideoResult, VideoRow, arrow_schema
+from beam_pipeline.storage import delete_files, list_files, read_bytes, write_atomically
 
-__all__ = ["STAGING_DIR", "COMPLETE_MARKER", "read_processed_uris", "recover_staged_batches", "commit_batch", "run_and_commit_batch",
-           "batch_options", "remove_stale_temp_dirs", "remove_empty_staging", "new_batch_id"]
+__all__ = ["COMMITS_DIR", "RECORD_FILE", "RETRY_RECORD_FILE", "CommitListing", "CommitVideoResults", "Committed",
+           "CommittedFiles", "commit_video_result", "data_file_name", "discard_videos", "list_commits", "read_commit",
+           "video_dir"]
 
 LOGGER = logging.getLogger(__name__)
-STAGING_DIR = "_staging"
-COMPLETE_MARKER = "_COMPLETE"
-TABLES_IN_COMMIT_ORDER = (SNIPPETS_DIR, FRAMES_DIR, VIDEOS_DIR)  # videos/ last: it is the record of results
-BEAM_TEMP_PREFIX = "beam-temp-"  # folders Beam's file sinks write into before they finalise
+COMMITS_DIR = "_videos"
+FRAMES = "frames"
+SNIPPETS = "snippets"
+RECORD_FILE = "video.parquet"
+RETRY_RECORD_FILE = "video.retry.parquet"
+_VIDEOS_SCHEMA = arrow_schema(VideoRow)
+PARQUET_CODEC = "zstd"
+_DATA_FILE = re.compile(r"^(frames|snippets)\.(\d+)\.parquet$")
 
 
-def _is_directory(uri: str) -> bool:
-    return not is_remote(uri) and os.path.isdir(uri)
+class Committed(typing.NamedTuple):
+    """What the commit step emits per video (for counters and as the signal that commits are done)."""
+
+    video_id: str
+    status: str
+    frame_rows: np.int64
 
 
-def _ensure_directory(uri: str) -> None:
-    if not is_remote(uri):
-        os.makedirs(uri, exist_ok=True)
+beam.coders.registry.register_coder(Committed, beam.coders.RowCoder)
 
 
-def _delete_tree(uri: str) -> None:
-    if not is_remote(uri):
-        shutil.rmtree(uri, ignore_errors=True)
-        return
-    files = [item.path for item in FileSystems.match([FileSystems.join(uri, "**")])[0].metadata_list]
-    if files:
-        FileSystems.delete(files)
+class CommitListing(typing.NamedTuple):
+    """What one listing of ``_videos/<video_id>/`` tells about a video.
+
+    Attributes:
+        video_id: the folder's name.
+        record: ``RECORD_FILE`` (committed for good), ``RETRY_RECORD_FILE`` (committed as a transient failure)
+            or None (not committed: data files of a video that did not finish).
+        frame_rows: rows of its frames file, from the file's name (0 when none; the largest if a retried
+            bundle left two).
+        snippet_rows: rows of its snippets file, likewise.
+        paths: every file of the folder.
+    """
+
+    video_id: str
+    record: Optional[str]
+    frame_rows: int
+    snippet_rows: int
+    paths: typing.Tuple[str, ...]
 
 
-def _list_files(pattern: str) -> List[str]:
-    return sorted(item.path for item in FileSystems.match([pattern])[0].metadata_list if not _is_directory(item.path))
+class CommittedFiles(typing.NamedTuple):
+    """A committed video's row and the names of the data files its record commits (None: no such rows)."""
+
+    video: VideoRow
+    frames_file: Optional[str]
+    snippets_file: Optional[str]
 
 
-def read_processed_uris(output: str) -> Set[str]:
-    """The ``video_uri`` of every row in ``<output>/videos/*.parquet`` (empty when there is none yet)."""
-    uris: Set[str] = set()
-    for path in _list_files(FileSystems.join(output, VIDEOS_DIR, "*.parquet")):
-        with FileSystems.open(path) as handle:
-            table = pq.read_table(pa.BufferReader(handle.read()), columns=["video_uri"])
-        uris.update(table.column("video_uri").to_pylist())
-    return uris
+def video_dir(output: str, video_id: str) -> str:
+    """``<output>/_videos/<video_id>``."""
+    return FileSystems.join(output, COMMITS_DIR, video_id)
 
 
-def _staged_files(batch_dir: str, table: str) -> List[str]:
-    return _list_files(FileSystems.join(batch_dir, table, "*.parquet"))
+def data_file_name(kind: str, rows: int) -> str:
+    """``frames.<rows>.parquet`` or ``snippets.<rows>.parquet``."""
+    return f"{kind}.{rows}.parquet"
 
 
-def _write_marker(batch_dir: str, videos: Sequence[str]) -> None:
-    """Writes ``_COMPLETE`` whole or not at all: a temporary file, flushed to disk (local), then renamed."""
-    _ensure_directory(batch_dir)
-    payload = json.dumps({"videos": list(videos)}).encode("utf-8")
-    marker = FileSystems.join(batch_dir, COMPLETE_MARKER)
-    if is_remote(batch_dir):  # object stores write an object whole
-        with FileSystems.create(marker) as handle:
-            handle.write(payload)
-        return
-    temporary = marker + ".tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, marker)
-    _sync_directory(batch_dir)
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression=PARQUET_CODEC)
+    return sink.getvalue()
 
 
-def _sync_directory(path: str) -> None:
-    """Flushes a local directory's entries (renames) to disk, so that they survive a power cut."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def commit_batch(output: str, batch_dir: str, batch_id: str) -> List[str]:
-    """Moves a finished batch's Parquet files into the output tables and removes its staging folder.
-
-    Idempotent: files already moved by an interrupted earlier commit are simply no longer in staging.
+def commit_video_result(output: str, result: VideoResult) -> Committed:
+    """Writes one video's files under ``<output>/_videos/<video_id>/``, the record last (module docstring).
 
     Returns:
-        The batch's video URIs (from its ``_COMPLETE`` marker).
+        What was committed.
     """
-    with FileSystems.open(FileSystems.join(batch_dir, COMPLETE_MARKER)) as handle:
-        videos = json.loads(handle.read().decode("utf-8"))["videos"]
-    for table in TABLES_IN_COMMIT_ORDER:
-        staged = _staged_files(batch_dir, table)
-        if not staged:
-            continue
-        table_dir = FileSystems.join(output, table)
-        _ensure_directory(table_dir)
-        targets = [
-            FileSystems.join(table_dir, f"part-{batch_id}-{os.path.basename(path)[len('part-'):]}")
-            for path in staged
-        ]
-        FileSystems.rename(staged, targets)
-        if not is_remote(table_dir):
-            _sync_directory(table_dir)
-    _delete_tree(batch_dir)
-    LOGGER.info("batch %s committed: %d video(s)", batch_id, len(videos))
-    return videos
+    row = result.video
+    folder = video_dir(output, row.video_id)
+    committed: Dict[str, str] = {}
+    for kind, table in ((FRAMES, result.frames), (SNIPPETS, result.snippets)):
+        if table.num_rows:
+            committed[f"mimamo.{kind}_file"] = data_file_name(kind, table.num_rows)
+            write_atomically(FileSystems.join(folder, committed[f"mimamo.{kind}_file"]), _parquet_bytes(table))
+    record = RETRY_RECORD_FILE if row.error_kind == TRANSIENT else RECORD_FILE
+    write_atomically(FileSystems.join(folder, record), _parquet_bytes(
+        pa.Table.from_pylist([row._asdict()], schema=_VIDEOS_SCHEMA.with_metadata(committed))))
+    return Committed(row.video_id, row.status, result.frames.num_rows)
 
 
-def recover_staged_batches(output: str) -> List[str]:
-    """Finishes or discards the batches an earlier, stopped process left in ``<output>/_staging/``.
+class _CommitVideoResultDoFn(beam.DoFn):
+    """``VideoResult`` -> its files under ``<output>/_videos/`` -> ``Committed``; storage errors that may pass are
+    retried (``faults.retry_transient``), others fail the bundle, which the runner retries."""
 
-    Returns:
-        The video URIs of the batches it committed.
-    """
-    staging = FileSystems.join(output, STAGING_DIR)
-    markers = _list_files(FileSystems.join(staging, "*", COMPLETE_MARKER))
-    complete = {os.path.basename(os.path.dirname(marker)) for marker in markers}
-    recovered: List[str] = []
-    for batch_id in sorted(complete):
-        LOGGER.info("finishing batch %s left by an earlier session", batch_id)
-        recovered.extend(commit_batch(output, FileSystems.join(staging, batch_id), batch_id))
-    if is_remote(staging):
-        leftovers = {path[len(staging):].lstrip("/").split("/")[0]
-                     for path in _list_files(FileSystems.join(staging, "**"))}
-    else:
-        leftovers = set(os.listdir(staging)) if os.path.isdir(staging) else set()
-    for batch_id in sorted(leftovers - complete):
-        LOGGER.info("discarding unfinished batch %s; its videos run again", batch_id)
-        _delete_tree(FileSystems.join(staging, batch_id))
-    return recovered
+    def __init__(self, output: str, clock: Callable[[], float] = time.perf_counter):
+        self._output = output
+        self._clock = clock
+        self._committed = Metrics.counter(METRICS_NAMESPACE, "videos_committed")
+        self._latency = Metrics.distribution(METRICS_NAMESPACE, "commit_latency_ms")
+
+    def process(self, result: VideoResult) -> Iterator[Committed]:
+        started = self._clock()
+        committed = retry_transient(lambda: commit_video_result(self._output, result),
+                                    f"{result.video.video_uri}: commit")
+        self._latency.update(int(round((self._clock() - started) * 1000)))
+        self._committed.inc()
+        yield committed
 
 
-def new_batch_id() -> str:
-    """A unique, time-ordered batch id: UTC time to the microsecond and 6 random hex digits."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+class CommitVideoResults(beam.PTransform):
+    """``VideoResult``s -> each video committed under ``<output>/_videos/`` -> ``Committed`` per video.
 
-
-def batch_options(options: PipelineOptions, videos: Sequence[str], batch_dir: str) -> PipelineOptions:
-    """The options of one batch pipeline: ``options`` with ``videos`` as inputs, writing once into ``batch_dir``."""
-    values = options.get_all_options(drop_default=True, retain_unknown_options=True)
-    values.update(input=list(videos), output=batch_dir, watch=False, videos_per_commit=0)
-    return PipelineOptions.from_dictionary(values)
-
-
-def run_and_commit_batch(output: str, videos: Sequence[str], run_into: Callable[[str], object]) -> object:
-    """Runs one batch into a fresh staging folder and commits it (steps 1-4 of the module docstring).
+    Apply it right after the step that makes the ``VideoResult``s (``PredictValenceArousal.video_results``), with
+    no shuffle or ``Flatten`` between, so that it runs fused with it and commits each video as soon as it is
+    done (a shuffle would hold every commit back until every video is predicted).
 
     Args:
-        output: the run's ``--output``.
-        videos: the batch's video URIs (recorded in ``_COMPLETE``).
-        run_into: runs the batch's pipeline to completion, given the staging folder as its output.
-
-    Returns:
-        What ``run_into`` returned (a ``PipelineResult``).
+        output: the output folder (local, ``gs://``, ``s3://``).
     """
-    batch_id = new_batch_id()
-    batch_dir = FileSystems.join(output, STAGING_DIR, batch_id)
-    LOGGER.info("batch %s: %s", batch_id, ", ".join(videos))
-    try:
-        result = run_into(batch_dir)
-    except BaseException:
-        _delete_tree(batch_dir)
-        raise
-    _write_marker(batch_dir, videos)
-    commit_batch(output, batch_dir, batch_id)
-    return result
+
+    def __init__(self, output: str):
+        super().__init__()
+        self._output = output
+
+    def expand(self, results: beam.PCollection) -> beam.PCollection:
+        return results | "WriteVideoFiles" >> beam.ParDo(_CommitVideoResultDoFn(self._output)).with_output_types(
+            Committed)
 
 
-def remove_stale_temp_dirs(output: str) -> List[str]:
-    """Removes the ``<output>/<table>/beam-temp-*`` folders a killed run left (local output only).
-
-    Returns:
-        The folders removed.
-    """
-    if is_remote(output):
-        return []
-    removed = []
-    for table in TABLES:
-        table_dir = os.path.join(output, table)
-        if not os.path.isdir(table_dir):
-            continue
-        for name in sorted(os.listdir(table_dir)):
-            path = os.path.join(table_dir, name)
-            if name.startswith(BEAM_TEMP_PREFIX) and os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    if removed:
-        LOGGER.info("removed %d temporary folder(s) left by an interrupted run: %s", len(removed), ", ".join(removed))
-    return removed
+def list_commits(output: str) -> Dict[str, CommitListing]:
+    """The state of every video under ``<output>/_videos/``, from one listing, by video id."""
+    folders: Dict[str, List] = {}
+    for stored in list_files(FileSystems.join(output, COMMITS_DIR, "*", "*")):
+        video_id = posixpath.basename(posixpath.dirname(stored.path.replace("\\", "/")))
+        folders.setdefault(video_id, []).append(stored)
+    listings = {}
+    for video_id, files in folders.items():
+        names = {posixpath.basename(stored.path) for stored in files}
+        record = RECORD_FILE if RECORD_FILE in names else RETRY_RECORD_FILE if RETRY_RECORD_FILE in names else None
+        rows = {FRAMES: 0, SNIPPETS: 0}
+        for match in filter(None, map(_DATA_FILE.match, names)):
+            rows[match.group(1)] = max(rows[match.group(1)], int(match.group(2)))
+        listings[video_id] = CommitListing(video_id, record, rows[FRAMES], rows[SNIPPETS],
+                                           tuple(stored.path for stored in files))
+    return listings
 
 
-def remove_empty_staging(output: str) -> None:
-    """Removes ``<output>/_staging/`` once it holds nothing (local output only)."""
-    staging = os.path.join(output, STAGING_DIR)
-    if not is_remote(output) and os.path.isdir(staging) and not os.listdir(staging):
-        os.rmdir(staging)
+def discard_videos(listings: Iterable[CommitListing]) -> int:
+    """Deletes every file of the given videos (before they run again); returns how many files."""
+    paths = [path for listing in listings for path in listing.paths]
+    retry_transient(lambda: delete_files(paths), "discarding commits")
+    return len(paths)
+
+
+def read_commit(output: str, video_id: str, record: str) -> CommittedFiles:
+    """A committed video's ``VideoRow`` and the names of the data files its record commits."""
+    payload = retry_transient(lambda: read_bytes(FileSystems.join(video_dir(output, video_id), record)),
+                              f"{video_id}: reading its record")
+    table = pq.read_table(pa.BufferReader(payload))
+    (values,) = table.to_pylist()
+    metadata = table.schema.metadata or {}
+    names = [metadata.get(f"mimamo.{kind}_file".encode(), b"").decode() or None for kind in (FRAMES, SNIPPETS)]
+    return CommittedFiles(VideoRow(**values), *names)

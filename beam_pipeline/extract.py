@@ -16,6 +16,7 @@ from beam_pipeline.config import FACE_SETTINGS, face_config_from, isolation_conf
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.remote_files import open_local_copy
+from beam_pipeline.faults import classify_error
 from beam_pipeline.rows import FaceCropRow, VideoRow, compute_video_id, failed_video_row, with_row_type
 from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
 from mimamo_ops.faces.isolation import IsolationConfig
@@ -98,12 +99,13 @@ class ExtractFacesDoFn(beam.DoFn):
         except Exception as error:  # pylint: disable=broad-except  # one bad video must not stop the pipeline
             LOGGER.warning("%s failed at stage %s: %s", uri, stage, error, exc_info=True)
             self._counters["failed"].inc()
-            yield beam.pvalue.TaggedOutput(_VIDEOS_TAG, failed_video_row(uri, stage, f"{type(error).__name__}: {error}"))
+            yield beam.pvalue.TaggedOutput(_VIDEOS_TAG, failed_video_row(uri, stage, f"{type(error).__name__}: {error}",
+                                                                         error_kind=classify_error(error)))
             return
         status = "ok" if with_face else "no_face"
         self._counters[status].inc()
         yield beam.pvalue.TaggedOutput(_VIDEOS_TAG, VideoRow(
-            uri, video_id, status, None, None, info.duration_s, info.fps, frames, report.frames_undecodable,
+            uri, video_id, status, None, None, None, info.duration_s, info.fps, frames, report.frames_undecodable,
             len(face_ids), with_face, None, None, report.warning))
 
 

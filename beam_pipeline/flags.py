@@ -13,7 +13,8 @@ from mimamo_ops.faces.isolation import (DEFAULT_MAX_FRAME_PIXELS, DEFAULT_STALL_
 from mimamo_ops.runtime.cpu_features import bf16_units
 from mimamo_ops.runtime.selection import RUNTIMES
 
-__all__ = ["DEFAULT_VIDEO_EXTENSIONS", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments"]
+__all__ = ["DEFAULT_VIDEO_EXTENSIONS", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments",
+           "mimamo_option_names"]
 
 DEFAULT_VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -65,11 +66,9 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         help="Number of Parquet files per table; 0 lets the runner decide.",
     )
     io_group.add_argument(
-        "--videos_per_commit", type=int, default=4,
-        help="Local runs (DirectRunner, local --output) commit their results every this many videos, so a run "
-        "killed at any moment and started again with the same command skips the videos already committed "
-        "(README, Resuming a run). 0 runs one pipeline that writes the tables once at the end (not "
-        "resumable; what other runners and remote outputs always do).",
+        "--videos_per_commit", type=int, default=None,
+        help="Deprecated, no effect: every run commits each video on its own as soon as it is done, on every "
+        "runner and output (README, Resuming a run). Still accepted so that older commands run.",
     )
     io_group.add_argument(
         "--keep_intermediates", action="store_true", default=False,
@@ -248,3 +247,10 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
     log_group.add_argument(
         "--logdir", default=None, help="Also log at DEBUG level to <logdir>/mimamo.log (created if missing)."
     )
+
+
+def mimamo_option_names() -> List[str]:
+    """The destination names of every MIMAMO flag (``input``, ``output``, ``length``...), in declaration order."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_mimamo_arguments(parser)
+    return [action.dest for action in parser._actions]  # pylint: disable=protected-access

@@ -54,11 +54,14 @@ class InputMatch(typing.NamedTuple):
         error: None for a candidate video; else ``"<ExceptionType>: <uri>: <reason>"``.
         error_stage: ``match`` (nothing there) or ``read`` (there, but not a readable file); None when
             ``error`` is None.
+        error_kind: ``transient`` when the listing failed on an error that may pass (``beam_pipeline.faults``),
+            else None (a permanent failure, or no error).
     """
 
     uri: str
     error: Optional[str] = None
     error_stage: Optional[str] = None
+    error_kind: Optional[str] = None
 
 
 beam.coders.registry.register_coder(InputMatch, beam.coders.RowCoder)

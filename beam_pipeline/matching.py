@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
 
+from beam_pipeline.faults import PERMANENT, classify_error, retry_transient
 from beam_pipeline.flags import DEFAULT_VIDEO_EXTENSIONS
 from beam_pipeline.inputs import InputMatch, dedup_key, expand_input, pick_first_match
 from beam_pipeline.metrics import METRICS_NAMESPACE
@@ -55,9 +56,9 @@ class _ExpandInputsDoFn(beam.DoFn):
 
     def process(self, uri: str) -> Iterator[Tuple[str, InputMatch]]:
         try:
-            matches = list(expand_input(uri, self._video_extensions))
+            matches = retry_transient(lambda: list(expand_input(uri, self._video_extensions)), f"{uri}: listing")
         except (OSError, ValueError) as error:  # a FileSystems/IO error while listing the input
-            matches = [InputMatch(uri, _describe(error), "match")]
+            matches = [InputMatch(uri, _describe(error), "match", classify_error(error))]
         for match in matches:
             yield dedup_key(match.uri), match
 
@@ -74,7 +75,8 @@ class _SplitMatchesDoFn(beam.DoFn):
             yield match.uri
             return
         self._failed.inc()
-        yield beam.pvalue.TaggedOutput(_FAILED_TAG, failed_video_row(match.uri, match.error_stage, match.error))
+        yield beam.pvalue.TaggedOutput(_FAILED_TAG, failed_video_row(match.uri, match.error_stage, match.error,
+                                                                     error_kind=match.error_kind or PERMANENT))
 
 
 def _key_match(match: InputMatch) -> Tuple[str, InputMatch]:

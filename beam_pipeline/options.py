@@ -9,7 +9,7 @@ The seed's names are kept where they still mean the same thing. ``--batch_size``
 import argparse
 import json
 import re
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence
 
 from apache_beam.options.pipeline_options import (
     DebugOptions,
@@ -19,10 +19,18 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from beam_pipeline.flags import FIXED_BY_CHECKPOINT, MAX_PYRAMID_HEIGHT, MIN_PYRAMID_HEIGHT, add_mimamo_arguments
+from beam_pipeline.flags import (FIXED_BY_CHECKPOINT, MAX_PYRAMID_HEIGHT, MIN_PYRAMID_HEIGHT, add_mimamo_arguments,
+                                 mimamo_option_names)
 
-__all__ = ["MimamoOptions", "is_secret_option", "options_as_json", "recordable_options", "validate_options",
+__all__ = ["EXECUTION_ONLY_OPTIONS", "MimamoOptions", "identity_options", "is_secret_option", "options_as_json",
+           "recordable_options", "redact_secrets", "secret_option_values", "secret_values", "validate_options",
            "worker_processes_per_machine"]
+
+# MIMAMO options that change how a run executes, never its rows: a run may be resumed with other values.
+EXECUTION_ONLY_OPTIONS = frozenset({
+    "progress_dir", "log", "logdir", "n_workers", "videos_per_commit", "watch", "watch_interval",
+    "watch_batch_size",
+})
 
 
 class MimamoOptions(PipelineOptions):
@@ -74,8 +82,6 @@ def validate_options(options: MimamoOptions, require_io: bool = True, prefix: st
              "must be >= 1 MB")
     _require(options.stall_timeout_s > 0, "stall_timeout_s", options.stall_timeout_s, "must be > 0 seconds")
     _require(options.num_shards >= 0, "num_shards", options.num_shards, "must be >= 0")
-    _require(options.videos_per_commit >= 0, "videos_per_commit", options.videos_per_commit,
-             "must be >= 0 (0: write once at the end, not resumable)")
     _require(options.smoothing_size is None or options.smoothing_size >= 0, "smoothing_size",
              options.smoothing_size, "must be >= 0 seconds")
     _require(options.watch_interval > 0, "watch_interval", options.watch_interval, "must be > 0 seconds")
@@ -105,6 +111,45 @@ def recordable_options(options: PipelineOptions) -> Dict[str, Any]:
 def options_as_json(options: PipelineOptions) -> str:
     """Every option but credentials (``recordable_options``) as sorted JSON, for the Parquet key-value metadata."""
     return json.dumps(recordable_options(options), sort_keys=True, default=str)
+
+
+def identity_options(options: PipelineOptions) -> Dict[str, Any]:
+    """The options that identify a run's rows: every MIMAMO option but ``--output`` and those in
+    ``EXECUTION_ONLY_OPTIONS``, never credentials. Beam's own options (runner, machines, parallelism) are left
+    out: they change where and how fast a run goes, not its rows, so a run may be resumed on another runner."""
+    values = recordable_options(options)
+    return {name: values.get(name) for name in mimamo_option_names()
+            if name not in EXECUTION_ONLY_OPTIONS and name != "output" and not is_secret_option(name)}
+
+
+def secret_values(argv: Sequence[str]) -> List[str]:
+    """The values given to credential options (``is_secret_option``) in a command line, as ``--name value`` or
+    ``--name=value``, for ``redact_secrets``."""
+    found = []
+    for index, word in enumerate(argv):
+        if not word.startswith("--"):
+            continue
+        name, equals, value = word[2:].partition("=")
+        if not is_secret_option(name.replace("-", "_")):
+            continue
+        if equals:
+            found.append(value)
+        elif index + 1 < len(argv):
+            found.append(argv[index + 1])
+    return [value for value in found if value]
+
+
+def secret_option_values(options: PipelineOptions) -> List[str]:
+    """The values of every credential option set in ``options`` (``is_secret_option``), for ``redact_secrets``."""
+    all_options = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    return [str(value) for name, value in all_options.items() if is_secret_option(name) and value]
+
+
+def redact_secrets(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def worker_processes_per_machine(options: PipelineOptions) -> int:

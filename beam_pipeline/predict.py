@@ -3,15 +3,20 @@
 Data flow (step labels as in the graph)::
 
     ToVideoUris -> DropDuplicateUris -> SpreadVideos (Reshuffle)
-    PredictVideos:  URI -> decode -> faces -> backbone, phase, two-stream net, streamed per video (memory flat)
-                    main:        SnippetPart per snippet of a face     keyed by (uri, face_id)
-                    detections:  DetectionPart per chunk of face facts  keyed by (uri, face_id)
-                    videos:      VideoRow per video, failures included
-    RegroupFaces:   CoGroupByKey (uri, face_id) -> AssembleFaces: stitched, smoothed FrameRow per frame
-    AddVideoMeans:  VideoRow + the faces' sums, joined on the URI -> one VideoRow per video
+    PredictVideos:   URI -> decode -> faces -> backbone, phase, two-stream net, per video; frames are streamed
+                     (memory flat), the predictions of the video kept: VideoParts per video
+    AssembleVideos:  the faces' snippets stitched, joined with the detections, smoothed; the means -> one
+                     VideoResult per video (its VideoRow, its frame rows and snippet rows as Arrow tables)
+    SplitRows:       VideoResult -> FrameRow, VideoRow, SnippetRow
 
-Every input ends as a ``VideoRow``: a video that fails at any stage gets a ``failed`` row naming the stage and
-the reason, its partial rows are dropped, and the other videos carry on; nothing raises.
+The three steps run fused, one video at a time, with no shuffle after the videos are spread: everything a video
+gives is together in one element as soon as the video is done, which is what lets ``mimamo run`` commit each
+video on its own (``beam_pipeline.commits``) while the others are still running.
+
+Every input ends as a ``VideoRow``: a video that fails at any stage gets a ``failed`` row naming the stage, the
+reason and whether it may pass when tried again (``error_kind``, ``beam_pipeline.faults``); a transient failure
+is tried again once (``faults.VIDEO_RETRY``) before it is reported. A failed video's partial rows are dropped,
+and the other videos carry on; nothing raises.
 """
 import contextlib
 import dataclasses
@@ -23,9 +28,11 @@ from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
+from beam_pipeline import faults
 from beam_pipeline.config import PREDICT_SETTINGS, isolation_config_from, model_and_face_configs, read_settings
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
@@ -33,7 +40,8 @@ from beam_pipeline.model_loading import load_model
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import cache_remote_weights, is_remote, open_local_copy, weights_sha256
-from beam_pipeline.rows import FrameRow, SnippetRow, VideoRow, compute_video_id, failed_video_row, with_row_type
+from beam_pipeline.rows import (FrameRow, SnippetRow, VideoResult, VideoRow, arrow_schema, compute_video_id,
+                                failed_video_row, with_row_type)
 from mimamo_ops import __version__
 from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
 from mimamo_ops.faces.isolation import IsolationConfig
@@ -46,23 +54,24 @@ from mimamo_ops.runtime.threads import apply_thread_budget
 from mimamo_ops.weights.standins import describe_weights
 
 __all__ = [
+    "AssembleVideoDoFn",
     "DetectionPart",
     "PredictFrames",
     "PredictValenceArousal",
     "PredictVideoDoFn",
+    "PredictVideoResults",
     "SnippetPart",
+    "SplitVideoResults",
     "ValenceArousalResult",
+    "VideoParts",
 ]
 
 LOGGER = logging.getLogger(__name__)
 VIDEOS_TAG = "videos"
 DETECTIONS_TAG = "detections"
 SNIPPET_ROWS_TAG = "snippet_rows"
-FACE_SUMS_TAG = "face_sums"
+FRAMES_TAG = "frames"
 FACE_ROWS_CHUNK = 256  # face facts buffered per face before they are emitted
-
-FaceKey = Tuple[str, int]  # (video URI, face_id)
-
 
 class SnippetPart(typing.NamedTuple):
     """The network's output for one snippet of one face: L frames (``mimamo_ops.model.predictor``)."""
@@ -101,6 +110,76 @@ class FaceSums(typing.NamedTuple):
 
 for _part_type in (SnippetPart, DetectionPart, FaceSums):
     beam.coders.registry.register_coder(_part_type, beam.coders.RowCoder)
+
+_FRAMES_SCHEMA = arrow_schema(FrameRow)
+_SNIPPETS_SCHEMA = arrow_schema(SnippetRow)
+
+
+class _CollectedFace:
+    """One face's predictions and detection facts, kept compact (numpy) until the video is done."""
+
+    def __init__(self):
+        self.snippets: List[SnippetPrediction] = []
+        self.frame_indices: List[np.ndarray] = []  # int64 (n,) per chunk
+        self.boxes: List[np.ndarray] = []  # float32 (n, 4) per chunk: x0, y0, x1, y1, upright frame pixels
+        self.confidences: List[np.ndarray] = []  # float32 (n,) per chunk
+        self.track_ids: List[np.ndarray] = []  # int32 (n,) per chunk
+        self.id_sources: List[str] = []
+        self.fps = 0.0
+
+    def add_detections(self, part: "DetectionPart") -> None:
+        self.fps = float(part.fps)
+        self.frame_indices.append(np.asarray(part.frame_indices, dtype=np.int64))
+        self.boxes.append(np.asarray(part.boxes_xyxy_px, dtype=np.float32).reshape(-1, 4))
+        self.confidences.append(np.asarray(part.confidences, dtype=np.float32))
+        self.track_ids.append(np.asarray(part.track_ids, dtype=np.int32))
+        self.id_sources.extend(str(source) for source in part.id_sources)
+
+
+class VideoParts(typing.NamedTuple):
+    """What ``PredictVideoDoFn`` gives for one video: its row and, for an ``ok`` video, its faces' parts.
+
+    Attributes:
+        video: the video's row (``failed`` included); means not yet filled.
+        faces: face_id -> that face's snippet predictions and detection facts (empty unless ``ok``).
+        snippet_rows: the video's ``SnippetRow``s (``keep_snippet_rows`` and ``ok`` only).
+    """
+
+    video: VideoRow
+    faces: Dict[int, _CollectedFace]
+    snippet_rows: List[SnippetRow]
+
+
+class _VideoCollector:
+    """Sorts the outputs ``PredictVideoDoFn._predict_video`` yields for one video by face."""
+
+    def __init__(self):
+        self.faces: Dict[int, _CollectedFace] = {}
+        self.snippet_rows: List[SnippetRow] = []
+
+    def _face(self, face_id) -> _CollectedFace:
+        return self.faces.setdefault(int(face_id), _CollectedFace())
+
+    def add(self, output) -> None:
+        if isinstance(output, beam.pvalue.TaggedOutput):
+            if output.tag == DETECTIONS_TAG:
+                self._face(output.value.face_id).add_detections(output.value)
+            elif output.tag == SNIPPET_ROWS_TAG:
+                self.snippet_rows.append(output.value)
+            else:
+                raise ValueError(f"unexpected output tag {output.tag!r}")
+            return
+        self._face(output.face_id).snippets.append(_as_prediction(output))
+
+
+def _drain(generator: Generator[object, None, VideoRow], sink: Callable[[object], None]) -> VideoRow:
+    """Hands every item of ``generator`` to ``sink``; returns the generator's return value."""
+    while True:
+        try:
+            item = next(generator)
+        except StopIteration as done:
+            return done.value
+        sink(item)
 
 
 class ValenceArousalResult(typing.NamedTuple):
@@ -166,21 +245,23 @@ class _FaceState:
 
 
 class PredictVideoDoFn(beam.DoFn):
-    """Video URI -> per-snippet predictions and detection facts keyed by (uri, face_id), one video at a time.
+    """Video URI -> ``VideoParts``: the video's row and its faces' snippet predictions and detection facts.
 
     ``setup()`` first gives every threaded library of the process its share of the cores
     (``ModelConfig.thread_budget``, ``mimamo_ops.runtime.threads``). The model is loaded once per process and
     shared by the process's threads (``apache_beam.utils.shared.Shared``); each DoFn instance builds its own face
     extractor in ``setup()`` (the landmark detector keeps per-call state), in a supervised child process unless
-    ``isolation`` says otherwise (``mimamo_ops.faces.isolated_stage``). Any error while reading, decoding or
-    predicting one video ends that video only, a native crash, a stall or a memory blow-up of its face stage
-    included: a ``failed`` ``VideoRow`` names the stage and the reason.
+    ``isolation`` says otherwise (``mimamo_ops.faces.isolated_stage``). Frames are streamed; the predictions (a few
+    numbers per frame) are kept until the video is done. Any error while reading, decoding or predicting one video
+    ends that video only, a native crash, a stall or a memory blow-up of its face stage included: a ``failed``
+    ``VideoRow`` names the stage, the reason and its kind (``beam_pipeline.faults``); a transient one is first
+    tried again as ``faults.VIDEO_RETRY`` says.
 
     Args:
         model_config: the networks to load.
         face_config: the face stage's settings.
         progress_dir: local directory for progress records (``beam_pipeline.progress_records``), or None.
-        keep_snippet_rows: also emit each snippet's ``SnippetRow``s on the ``snippet_rows`` output.
+        keep_snippet_rows: also keep each snippet's ``SnippetRow``s (``VideoParts.snippet_rows``).
         model_loader: builds the model from ``model_config`` (injected in unit tests).
         extractor_factory: builds the face extractor from ``face_config`` (injected in unit tests; picklable when
             isolated, since the child process calls it).
@@ -245,22 +326,36 @@ class PredictVideoDoFn(beam.DoFn):
         if self._progress is not None:
             self._progress.close()
 
-    def process(self, uri: str) -> Iterator:
+    def process(self, uri: str) -> Iterator[VideoParts]:
         if self._pending_load_ms is not None:
             self._latencies["load_model_latency_ms"].update(self._pending_load_ms)
             self._pending_load_ms = None
         started = self._clock()
-        try:
-            summary = yield from self._predict_video(uri)
-        except _StageError as error:
-            cause = error.__cause__
-            LOGGER.warning("%s failed at stage %s: %s", uri, error.stage, _describe(cause), exc_info=cause)
-            summary = failed_video_row(uri, error.stage, _describe(cause))
+        policy = faults.VIDEO_RETRY
+        for attempt in range(1, policy.attempts + 1):
+            collector = _VideoCollector()
+            try:
+                summary = _drain(self._predict_video(uri), collector.add)
+                break
+            except _StageError as error:
+                cause = error.__cause__
+                kind = faults.classify_error(cause)
+                if kind == faults.TRANSIENT and attempt < policy.attempts:
+                    delay_s = policy.delay_s(attempt)
+                    LOGGER.warning("%s failed at stage %s: %s (transient; try %d of %d), trying the video again "
+                                   "in %.1f s", uri, error.stage, _describe(cause), attempt, policy.attempts, delay_s)
+                    time.sleep(delay_s)
+                    continue
+                LOGGER.warning("%s failed at stage %s: %s (%s)", uri, error.stage, _describe(cause), kind,
+                               exc_info=cause)
+                summary = failed_video_row(uri, error.stage, _describe(cause), error_kind=kind)
+                collector = _VideoCollector()  # its partial predictions are dropped
+                break
         self._latencies["video_latency_ms"].update(int((self._clock() - started) * 1000))
         self._counters[f"videos_{summary.status}"].inc()
         if self._progress is not None:
             self._progress.finish_video(summary.status)
-        yield beam.pvalue.TaggedOutput(VIDEOS_TAG, summary)
+        yield VideoParts(summary, collector.faces, collector.snippet_rows)
 
     def _predict_video(self, uri: str) -> Generator[object, None, VideoRow]:
         """Yields the video's outputs and returns its summary row; errors come out as ``_StageError``."""
@@ -314,6 +409,7 @@ class PredictVideoDoFn(beam.DoFn):
             status="ok" if frames_with_face else "no_face",
             error_stage=None,
             error=None,
+            error_kind=None,
             duration_s=info.duration_s,
             fps=info.fps,
             frame_count=frames_decoded,
@@ -341,10 +437,6 @@ class PredictVideoDoFn(beam.DoFn):
                         arousal))
 
 
-def _key_part(part) -> Tuple[FaceKey, object]:
-    return (part.video_uri, int(part.face_id)), part
-
-
 def _as_prediction(part: SnippetPart) -> SnippetPrediction:
     return SnippetPrediction(
         snippet_index=int(part.snippet_index),
@@ -356,54 +448,132 @@ def _as_prediction(part: SnippetPart) -> SnippetPrediction:
     )
 
 
-class AssembleFaceDoFn(beam.DoFn):
-    """((uri, face_id), {snippets, detections}) -> the face's ``FrameRow``s, and its sums on ``face_sums``.
+class _AssemblyError(ValueError):
+    """A face's predictions and detections do not cover the same frames (a bug, reported as the video's failure)."""
 
-    Stitches the snippets (later ones win, spec 9.1), joins the detection facts by frame index and adds the
-    smoothed columns (``mimamo_ops.outputs.smoothing``). Faces of videos listed in the ``failed_uris`` side input
-    are dropped.
+
+def assemble_face(uri: str, face_id: int, face: _CollectedFace, smoothing_size_s: Optional[float]
+                  ) -> Tuple[pa.Table, FaceSums]:
+    """One face's frame rows: its snippets stitched (later ones win, spec 9.1), joined with its detection facts
+    by frame index, and smoothed (``mimamo_ops.outputs.smoothing``).
+
+    Args:
+        uri: the video's URI.
+        face_id: the face.
+        face: its predictions and detection facts.
+        smoothing_size_s: moving-average window in seconds, or None.
+
+    Returns:
+        The ``FrameRow`` columns sorted by frame index, and the sums of its raw predictions (for the means).
+
+    Raises:
+        _AssemblyError: the predictions and the detections cover different frames.
+    """
+    frame_indices, timestamps_s, values = stitch_snippets(face.snippets)
+    detected = np.concatenate(face.frame_indices)
+    order = np.argsort(detected, kind="stable")
+    if not np.array_equal(detected[order], frame_indices):
+        raise _AssemblyError(f"{uri} face {face_id}: predictions cover {len(frame_indices)} frames but "
+                             f"{len(detected)} faces were detected")
+    boxes = np.concatenate(face.boxes)[order]
+    confidences = np.concatenate(face.confidences)[order]
+    track_ids = np.concatenate(face.track_ids)[order]
+    id_sources = [face.id_sources[index] for index in order.tolist()]
+    values = np.asarray(values, dtype=np.float32)
+    smoothed = np.asarray(smooth_moving_average(values, smoothing_window_frames(smoothing_size_s, face.fps)),
+                          dtype=np.float32)
+    count = len(frame_indices)
+    columns = {
+        "video_uri": pa.array([uri] * count, pa.string()),
+        "video_id": pa.array([compute_video_id(uri)] * count, pa.string()),
+        "face_id": pa.array(np.full(count, face_id, dtype=np.int32)),
+        "track_id": pa.array(track_ids),
+        "id_source": pa.array(id_sources, pa.string()),
+        "frame_index": pa.array(np.asarray(frame_indices, dtype=np.int64)),
+        "timestamp_s": pa.array(np.asarray(timestamps_s, dtype=np.float64)),
+        "valence": pa.array(values[:, 0]),
+        "arousal": pa.array(values[:, 1]),
+        "valence_smoothed": pa.array(smoothed[:, 0]),
+        "arousal_smoothed": pa.array(smoothed[:, 1]),
+        "box_x0_px": pa.array(boxes[:, 0]),
+        "box_y0_px": pa.array(boxes[:, 1]),
+        "box_x1_px": pa.array(boxes[:, 2]),
+        "box_y1_px": pa.array(boxes[:, 3]),
+        "confidence": pa.array(confidences),
+    }
+    table = pa.Table.from_arrays([columns[name] for name in _FRAMES_SCHEMA.names], schema=_FRAMES_SCHEMA)
+    sums = FaceSums(uri, count, float(values[:, 0].astype(np.float64).sum()),
+                    float(values[:, 1].astype(np.float64).sum()))
+    return table, sums
+
+
+def _snippet_table(rows: List[SnippetRow]) -> pa.Table:
+    """``SnippetRow``s as columns, sorted by (face_id, snippet_index, frame_index)."""
+    ordered = sorted(rows, key=lambda row: (row.face_id, row.snippet_index, row.frame_index))
+    return pa.Table.from_pylist([row._asdict() for row in ordered], schema=_SNIPPETS_SCHEMA)
+
+
+class AssembleVideoDoFn(beam.DoFn):
+    """``VideoParts`` -> one ``VideoResult``: every face assembled (``assemble_face``), the means filled in.
+
+    A failed video keeps no rows. A video whose faces cannot be assembled becomes a ``failed`` row (stage
+    ``assemble``, ``permanent``).
+
+    Args:
+        smoothing_size_s: moving-average window in seconds for the ``_smoothed`` columns, or None.
     """
 
     def __init__(self, smoothing_size_s: Optional[float]):
         self._smoothing_size_s = smoothing_size_s
         self._rows = Metrics.counter(METRICS_NAMESPACE, "frame_rows")
 
-    def process(self, element, failed_uris: Dict[str, bool]) -> Iterator:
-        (uri, face_id), parts = element
-        if uri in failed_uris:
+    def process(self, parts: VideoParts) -> Iterator[VideoResult]:
+        row = parts.video
+        if row.status == "failed" or not parts.faces:
+            yield VideoResult.of_row(row)
             return
-        snippets = [_as_prediction(part) for part in parts["snippets"]]
-        detections = list(parts["detections"])
-        frame_indices, timestamps_s, values = stitch_snippets(snippets)
-        detected = np.concatenate([np.asarray(part.frame_indices, dtype=np.int64) for part in detections])
-        order = np.argsort(detected, kind="stable")
-        detected = detected[order]
-        if not np.array_equal(detected, frame_indices):
-            raise RuntimeError(f"{uri} face {face_id}: predictions cover {len(frame_indices)} frames but "
-                               f"{len(detected)} faces were detected")
-        boxes = np.concatenate([np.asarray(part.boxes_xyxy_px, dtype=np.float32).reshape(-1, 4)
-                                for part in detections])[order]
-        confidences = np.concatenate([np.asarray(part.confidences, dtype=np.float32) for part in detections])[order]
-        track_ids = np.concatenate([np.asarray(part.track_ids, dtype=np.int32) for part in detections])[order]
-        id_sources = [source for part in detections for source in part.id_sources]
-        id_sources = [id_sources[index] for index in order.tolist()]
-        smoothed = smooth_moving_average(values, smoothing_window_frames(self._smoothing_size_s,
-                                                                         float(detections[0].fps)))
-        self._rows.inc(len(frame_indices))
-        video_id = compute_video_id(uri)
-        for (frame_index, timestamp_s, (valence, arousal), (valence_s, arousal_s), box, confidence, track_id,
-             id_source) in zip(frame_indices.tolist(), timestamps_s.tolist(), values.tolist(), smoothed.tolist(),
-                               boxes.tolist(), confidences.tolist(), track_ids.tolist(), id_sources):
-            yield FrameRow(uri, video_id, int(face_id), track_id, id_source, frame_index, timestamp_s, valence,
-                           arousal, valence_s, arousal_s, *box, confidence)
-        yield beam.pvalue.TaggedOutput(FACE_SUMS_TAG, FaceSums(
-            uri, len(values), float(values[:, 0].astype(np.float64).sum()),
-            float(values[:, 1].astype(np.float64).sum())))
+        try:
+            tables, sums = [], []
+            for face_id in sorted(parts.faces):
+                table, face_sums = assemble_face(row.video_uri, face_id, parts.faces[face_id],
+                                                 self._smoothing_size_s)
+                tables.append(table)
+                sums.append(face_sums)
+        except _AssemblyError as error:
+            LOGGER.error("%s failed at stage assemble: %s", row.video_uri, error)
+            yield VideoResult.of_row(failed_video_row(row.video_uri, "assemble", _describe(error)))
+            return
+        frames = pa.concat_tables(tables)
+        self._rows.inc(frames.num_rows)
+        yield VideoResult(add_means(row.video_uri, {"videos": [row], "sums": sums}), frames,
+                          _snippet_table(parts.snippet_rows))
 
 
-def _failed_uri(row: VideoRow) -> Iterator[Tuple[str, bool]]:
-    if row.status == "failed":
-        yield row.video_uri, True
+def _frame_rows(table: pa.Table) -> Iterator[FrameRow]:
+    for values in table.to_pylist():
+        yield FrameRow(**values)
+
+
+class _SplitVideoResultDoFn(beam.DoFn):
+    """``VideoResult`` -> its ``FrameRow``s (main), its ``VideoRow`` (``videos``), its ``SnippetRow``s."""
+
+    def process(self, result: VideoResult) -> Iterator:
+        yield from _frame_rows(result.frames)
+        yield beam.pvalue.TaggedOutput(VIDEOS_TAG, result.video)
+        for values in result.snippets.to_pylist():
+            yield beam.pvalue.TaggedOutput(SNIPPET_ROWS_TAG, SnippetRow(**values))
+
+
+class SplitVideoResults(beam.PTransform):
+    """``VideoResult``s -> ``ValenceArousalResult``: typed ``FrameRow``, ``VideoRow`` and ``SnippetRow``
+    PCollections."""
+
+    def expand(self, results: beam.PCollection) -> "ValenceArousalResult":
+        split = results | "SplitRows" >> beam.ParDo(_SplitVideoResultDoFn()).with_outputs(
+            VIDEOS_TAG, SNIPPET_ROWS_TAG, main=FRAMES_TAG)
+        return ValenceArousalResult(with_row_type(split[FRAMES_TAG], FrameRow, "TypeFrameRows"),
+                                    with_row_type(split[VIDEOS_TAG], VideoRow, "TypeVideoRows"),
+                                    with_row_type(split[SNIPPET_ROWS_TAG], SnippetRow, "TypeSnippetRows"))
 
 
 def add_means(uri: str, joined: Dict[str, Iterable]) -> VideoRow:
@@ -419,9 +589,6 @@ def add_means(uri: str, joined: Dict[str, Iterable]) -> VideoRow:
                            mean_arousal=sum(item.arousal_sum for item in sums) / rows)
     return row
 
-
-def _key_by_video(row):
-    return row.video_uri, row
 
 
 class PredictValenceArousal(beam.PTransform):
@@ -481,15 +648,58 @@ class PredictValenceArousal(beam.PTransform):
             "mimamo.settings": json.dumps(self._given, sort_keys=True, default=str),
         }
 
+    def video_results(self) -> beam.PTransform:
+        """The same prediction, one ``VideoResult`` per distinct video instead of rows (``mimamo run`` commits
+        each as it comes, ``beam_pipeline.commits``)."""
+        return _DistinctVideoResults(self)
+
+    def _predict_fn(self, options) -> "PredictVideoDoFn":
+        model_config = dataclasses.replace(self._model_config,
+                                           worker_processes=worker_processes_per_machine(options))
+        return PredictVideoDoFn(model_config, self._face_config, progress_dir=self._progress_dir,
+                                keep_snippet_rows=self._settings.keep_intermediates,
+                                isolation=isolation_config_from(self._settings))
+
     def expand(self, inputs: beam.PCollection) -> ValenceArousalResult:
-        model_config = dataclasses.replace(
-            self._model_config, worker_processes=worker_processes_per_machine(inputs.pipeline.options))
-        predict_fn = PredictVideoDoFn(model_config, self._face_config, progress_dir=self._progress_dir,
-                                      keep_snippet_rows=self._settings.keep_intermediates,
-                                      isolation=isolation_config_from(self._settings))
         return (inputs
                 | "DistinctVideoUris" >> DistinctVideoUris()
-                | "PredictFrames" >> PredictFrames(predict_fn, self._settings.smoothing_size))
+                | "PredictFrames" >> PredictFrames(self._predict_fn(inputs.pipeline.options),
+                                                   self._settings.smoothing_size))
+
+
+class _DistinctVideoResults(beam.PTransform):
+    """Video URIs -> one ``VideoResult`` per distinct video (``PredictValenceArousal.video_results``)."""
+
+    def __init__(self, predict: PredictValenceArousal):
+        super().__init__()
+        self._predict = predict
+
+    def expand(self, inputs: beam.PCollection) -> beam.PCollection:
+        # pylint: disable=protected-access  # the transform's own configuration
+        return (inputs
+                | "DistinctVideoUris" >> DistinctVideoUris()
+                | "PredictVideoResults" >> PredictVideoResults(self._predict._predict_fn(inputs.pipeline.options),
+                                                               self._predict._settings.smoothing_size))
+
+
+class PredictVideoResults(beam.PTransform):
+    """Distinct video URIs -> one ``VideoResult`` per video, with a configured ``PredictVideoDoFn``: predicted and
+    assembled in one fused stage, so that each video's rows are together as soon as it is done.
+
+    Args:
+        predict_fn: the configured :class:`PredictVideoDoFn`.
+        smoothing_size_s: moving-average window in seconds, or None.
+    """
+
+    def __init__(self, predict_fn: PredictVideoDoFn, smoothing_size_s: Optional[float]):
+        super().__init__()
+        self._predict_fn = predict_fn
+        self._smoothing_size_s = smoothing_size_s
+
+    def expand(self, uris: beam.PCollection) -> beam.PCollection:
+        return (uris
+                | "PredictVideos" >> beam.ParDo(self._predict_fn)
+                | "AssembleVideos" >> beam.ParDo(AssembleVideoDoFn(self._smoothing_size_s)))
 
 
 class PredictFrames(beam.PTransform):
@@ -507,28 +717,6 @@ class PredictFrames(beam.PTransform):
         self._smoothing_size_s = smoothing_size_s
 
     def expand(self, uris: beam.PCollection) -> ValenceArousalResult:
-        predicted = uris | "PredictVideos" >> beam.ParDo(self._predict_fn).with_outputs(
-            VIDEOS_TAG, DETECTIONS_TAG, SNIPPET_ROWS_TAG, main="snippets")
-        summaries = with_row_type(predicted[VIDEOS_TAG], VideoRow, "TypeVideoRows")
-        failed_uris = summaries | "KeyFailedUris" >> beam.FlatMap(_failed_uri)
-        snippets = (with_row_type(predicted.snippets, SnippetPart, "TypeSnippets")
-                    | "KeySnippets" >> beam.Map(_key_part).with_output_types(Tuple[FaceKey, SnippetPart]))
-        detections = (with_row_type(predicted[DETECTIONS_TAG], DetectionPart, "TypeDetections")
-                      | "KeyDetections" >> beam.Map(_key_part).with_output_types(Tuple[FaceKey, DetectionPart]))
-        assembled = (
-            {"snippets": snippets, "detections": detections}
-            | "RegroupFaces" >> beam.CoGroupByKey()
-            | "AssembleFaces" >> beam.ParDo(
-                AssembleFaceDoFn(self._smoothing_size_s), failed_uris=beam.pvalue.AsDict(failed_uris)
-            ).with_outputs(FACE_SUMS_TAG, main="frames")
-        )
-        frames = with_row_type(assembled.frames, FrameRow, "TypeFrameRows")
-        sums = (with_row_type(assembled[FACE_SUMS_TAG], FaceSums, "TypeFaceSums")
-                | "KeyFaceSums" >> beam.Map(_key_by_video).with_output_types(Tuple[str, FaceSums]))
-        videos = (
-            {"videos": summaries | "KeyVideoRows" >> beam.Map(_key_by_video).with_output_types(Tuple[str, VideoRow]),
-             "sums": sums}
-            | "JoinFaceSums" >> beam.CoGroupByKey()
-            | "AddVideoMeans" >> beam.MapTuple(add_means).with_output_types(VideoRow)
-        )
-        return ValenceArousalResult(frames, videos, with_row_type(predicted[SNIPPET_ROWS_TAG], SnippetRow, "TypeSnippetRows"))
+        return (uris
+                | "PredictVideoResults" >> PredictVideoResults(self._predict_fn, self._smoothing_size_s)
+                | "SplitVideoResults" >> SplitVideoResults())

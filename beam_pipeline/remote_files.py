@@ -6,16 +6,23 @@ options, e.g. ``--s3_endpoint_url``, come from the pipeline options that Beam ha
 * Videos: the face stage needs a file on disk, so a remote video is streamed into a temp file that is removed
   when the ``open_local_copy`` block ends, whatever happens inside it. The copy is bounded: it is refused before
   it starts when the temp folder lacks room for it (plus a margin), and it is checked to be complete.
-* Weights: a ``gs://``/``s3://`` weights file is downloaded once per worker process into
-  ``<cache>/remote/<key>/`` (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where
-  ``<key>`` hashes the URI, size and modification time, so a changed object is fetched again. A download is
-  verified before it is renamed into place: strict ``weights_only`` load of keys and shapes
-  (``mimamo_ops.weights.cache.verify_weights_file``) and, when pinned (``$MIMAMO_CHECKPOINT_SHA256``,
-  ``$MIMAMO_BACKBONE_SHA256``), its SHA-256. Its SHA-256 is recorded beside it and checked again whenever another
-  process reuses the cached file. Local weight paths are used where they are.
+* Weights: a ``gs://``/``s3://`` weights file is downloaded once per machine into ``<cache>/remote/<key>/``
+  (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where ``<key>`` hashes the URI,
+  size and modification time, so a changed object is fetched again. The processes of a machine take turns on
+  one entry with an exclusive file lock (``fcntl.flock`` on ``<key>.lock`` beside it): the first downloads, the
+  others wait and then find the file in place. A download is verified before it is renamed into place: strict
+  ``weights_only`` load of keys and shapes (``mimamo_ops.weights.cache.verify_weights_file``) and, when pinned
+  (``$MIMAMO_CHECKPOINT_SHA256``, ``$MIMAMO_BACKBONE_SHA256``), its SHA-256. Its SHA-256 is recorded beside it and
+  checked again whenever another process reuses the cached file. Local weight paths are used where they are.
+
+Reads that fail for a reason that may pass (``beam_pipeline.faults``: a 503, a reset connection, an incomplete
+copy, a full temporary disk) are tried again with backoff (``faults.IO_RETRY``), on top of the storage clients'
+own retries.
 """
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -29,6 +36,8 @@ from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
+from beam_pipeline.faults import retry_transient
+from beam_pipeline.storage import is_remote, local_path as _local_path
 
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
 from mimamo_ops.model.checkpoints import BACKBONE, DESCRIPTIONS, MIMAMO, sha256_file
@@ -55,15 +64,6 @@ _FETCH_LOCK = threading.Lock()
 _FETCHED: Dict[str, Tuple[Path, str]] = {}  # uri -> (local file, SHA-256), for this process
 
 
-def is_remote(uri: str) -> bool:
-    """True for a URI with a scheme other than ``file`` (e.g. ``gs://``, ``s3://``)."""
-    return FileSystems.get_scheme(uri) not in (None, "file")
-
-
-def _local_path(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
-
-
 def _stat(uri: str) -> Tuple[int, float]:
     """(size in bytes, last modification in seconds since the epoch) of one file, through ``FileSystems``."""
     matched = FileSystems.match([uri])[0].metadata_list
@@ -86,19 +86,19 @@ def _download(uri: str, target: Path, expected_bytes: int, digest=None) -> None:
     """Streams ``uri`` into ``target`` and checks that every byte arrived.
 
     Raises:
-        OSError: the copy is shorter or longer than the object (``expected_bytes``).
+        OSError: (``EIO``, transient) the copy is shorter or longer than the object (``expected_bytes``).
     """
     with FileSystems.open(uri) as source, open(target, "wb") as stream:
         copied = _copy_stream(source, stream, digest)
     if copied != expected_bytes:
-        raise OSError(f"{uri}: copied {copied} bytes but the object has {expected_bytes}")
+        raise OSError(errno.EIO, f"{uri}: copied {copied} bytes but the object has {expected_bytes}")
 
 
 def _check_room(uri: str, directory: str, size_bytes: int) -> None:
     free = shutil.disk_usage(directory).free
     if size_bytes + FREE_SPACE_MARGIN_BYTES > free:
         raise OSError(
-            f"{uri}: {size_bytes} bytes do not fit in {directory} ({free} bytes free, "
+            errno.ENOSPC, f"{uri}: {size_bytes} bytes do not fit in {directory} ({free} bytes free, "
             f"{FREE_SPACE_MARGIN_BYTES} kept free); point TMPDIR at a larger disk"
         )
 
@@ -117,7 +117,8 @@ def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        OSError: the copy would not fit on the temp disk, or it came out incomplete.
+        OSError: the copy would not fit on the temp disk, or it came out incomplete (after the retries of
+            ``faults.IO_RETRY``), or the storage failed.
     """
     if not is_remote(uri):
         path = _local_path(uri)
@@ -125,12 +126,17 @@ def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
             raise FileNotFoundError(f"{uri}: no such file")
         yield path
         return
-    size_bytes, _ = _stat(uri)
     directory = tempfile.mkdtemp(prefix="mimamo-video-", dir=temp_dir)
     try:
-        _check_room(uri, directory, size_bytes)
         local_path = Path(directory) / (os.path.basename(uri) or "video")
-        _download(uri, local_path, size_bytes)
+
+        def copy() -> int:
+            size_bytes, _ = _stat(uri)
+            _check_room(uri, directory, size_bytes)
+            _download(uri, local_path, size_bytes)
+            return size_bytes
+
+        size_bytes = retry_transient(copy, f"{uri}: copy")
         LOGGER.debug("%s: %d bytes copied to %s", uri, size_bytes, local_path)
         yield str(local_path)
     finally:
@@ -199,10 +205,28 @@ def _fetch_into_cache(uri: str, kind: str, entry: Path, size_bytes: int, modifie
     return final, sha256
 
 
-def cache_remote_weights(uri: str, kind: str, cache_dir: Optional[str] = None) -> Tuple[Path, str]:
-    """Returns a verified local copy of a remote weights file, downloading it at most once per process.
+@contextlib.contextmanager
+def _machine_lock(entry: Path, uri: str) -> Iterator[None]:
+    """Holds the exclusive file lock of a cache entry (``<entry>.lock``), shared by every process of the
+    machine; waits while another process holds it (the lock goes with its process, also when it is killed)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.parent / f"{entry.name}.lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            LOGGER.info("%s: another process is fetching it; waiting", uri)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    Threads of one process share one download (a lock); processes on one machine share the disk cache.
+
+def cache_remote_weights(uri: str, kind: str, cache_dir: Optional[str] = None) -> Tuple[Path, str]:
+    """Returns a verified local copy of a remote weights file, downloading it at most once per machine.
+
+    Threads of one process share one download (a thread lock); processes on one machine share one download too
+    (a file lock on the cache entry, module docstring).
 
     Args:
         uri: ``gs://``, ``s3://`` or any other ``FileSystems`` URI of the weights file.
@@ -222,17 +246,20 @@ def cache_remote_weights(uri: str, kind: str, cache_dir: Optional[str] = None) -
     with _FETCH_LOCK:
         if uri in _FETCHED and _FETCHED[uri][0].is_file():
             return _FETCHED[uri]
-        size_bytes, modified_s = _stat(uri)
+        size_bytes, modified_s = retry_transient(lambda: _stat(uri), f"{uri}: reading its size")
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         entry = root / REMOTE_CACHE_SUBDIR / _cache_key(uri, size_bytes, modified_s)
         cached = _read_cached(entry, uri)
         if cached is None:
-            cached = _fetch_into_cache(uri, kind, entry, size_bytes, modified_s)
-        else:
-            pinned = _pinned_sha256(kind)
-            if pinned and cached[1] != pinned:
-                raise WeightsFetchError(f"{uri}: SHA-256 {cached[1]} differs from the pinned {pinned}")
-            LOGGER.debug("%s: using the cached %s", uri, cached[0])
+            with _machine_lock(entry, uri):
+                cached = _read_cached(entry, uri)  # fetched by another process while this one waited
+                if cached is None:
+                    cached = retry_transient(lambda: _fetch_into_cache(uri, kind, entry, size_bytes, modified_s),
+                                             f"{uri}: download")
+        pinned = _pinned_sha256(kind)
+        if pinned and cached[1] != pinned:
+            raise WeightsFetchError(f"{uri}: SHA-256 {cached[1]} differs from the pinned {pinned}")
+        LOGGER.debug("%s: using %s", uri, cached[0])
         _FETCHED[uri] = cached
         return cached
 

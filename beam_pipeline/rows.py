@@ -15,6 +15,9 @@ that float32 represents exactly), as they are after any shuffle.
 * ``AlignedFace``: one aligned face of a sequence a user brings (``PredictAlignedFaces``).
 * ``FacePrediction``: valence and arousal of one frame of such a sequence.
 
+``VideoResult`` is not a row: it carries one video's rows together, as Arrow tables, from the step that
+predicts a video to the step that commits it (``beam_pipeline.commits``), inside one fused stage.
+
 ``arrow_schema(row_type, metadata)`` gives the pyarrow schema of a row type, with the run's key-value metadata.
 """
 import collections.abc
@@ -33,10 +36,12 @@ __all__ = [
     "FacePrediction",
     "FrameRow",
     "SnippetRow",
+    "VideoResult",
     "VideoRow",
     "arrow_schema",
     "compute_video_id",
     "crop_array",
+    "empty_table",
     "failed_video_row",
     "image_array",
     "row_to_dict",
@@ -75,7 +80,9 @@ class VideoRow(typing.NamedTuple):
     """One input video and what became of it (the ``videos/`` table); failures included.
 
     ``status`` is one of ``VIDEO_STATUSES``; ``error_stage`` (``match``, ``read``, ``probe``, ``faces``,
-    ``predict``) and ``error`` say where and why a video failed. ``frame_count`` counts the frames that decoded,
+    ``predict``) and ``error`` say where and why a video failed, and ``error_kind`` whether the failure may pass
+    when tried again (``transient``: storage, network, disk full, CUDA memory; a rerun of the same run tries the
+    video again) or not (``permanent``); see ``beam_pipeline.faults``. ``frame_count`` counts the frames that decoded,
     ``frames_undecodable`` the frame slots of a damaged video that did not (null when the face stage decodes on
     its own), with a one-line ``warning``. The means are over every frame row of the video (all faces).
     """
@@ -85,6 +92,7 @@ class VideoRow(typing.NamedTuple):
     status: str
     error_stage: Optional[str]
     error: Optional[str]
+    error_kind: Optional[str]  # for failed: "transient" or "permanent" (beam_pipeline.faults.ERROR_KINDS)
     duration_s: Optional[np.float64]
     fps: Optional[np.float64]
     frame_count: Optional[np.int64]
@@ -223,13 +231,41 @@ def compute_video_id(video_uri: str) -> str:
     return hashlib.sha256(video_uri.encode("utf-8")).hexdigest()[:16]
 
 
-def failed_video_row(video_uri: str, error_stage: str, error: str, **facts) -> VideoRow:
-    """A ``failed`` ``VideoRow`` naming the stage and the cause; ``facts`` fills other columns already known."""
+def failed_video_row(video_uri: str, error_stage: str, error: str, error_kind: str = "permanent",
+                     **facts) -> VideoRow:
+    """A ``failed`` ``VideoRow`` naming the stage, the cause and its kind (``transient`` or ``permanent``);
+    ``facts`` fills other columns already known."""
     values: Dict[str, object] = {name: None for name in VideoRow._fields}
     values.update(video_uri=video_uri, video_id=compute_video_id(video_uri), status="failed",
-                  error_stage=error_stage, error=error)
+                  error_stage=error_stage, error=error, error_kind=error_kind)
     values.update(facts)
     return VideoRow(**values)
+
+
+class VideoResult(typing.NamedTuple):
+    """One video's rows together: its ``VideoRow`` and its frame and snippet rows as Arrow tables.
+
+    Attributes:
+        video: the video's row (``failed`` ones included).
+        frames: the ``FrameRow`` columns (``arrow_schema(FrameRow)``), sorted by (face_id, frame_index); no rows
+            unless ``video.status`` is ``ok``.
+        snippets: the ``SnippetRow`` columns, sorted by (face_id, snippet_index, frame_index); no rows without
+            ``keep_intermediates`` or for a failed video.
+    """
+
+    video: VideoRow
+    frames: pa.Table
+    snippets: pa.Table
+
+    @classmethod
+    def of_row(cls, video: VideoRow) -> "VideoResult":
+        """A video with no frame or snippet rows (a failure, a video without a face)."""
+        return cls(video, empty_table(FrameRow), empty_table(SnippetRow))
+
+
+def empty_table(row_type: Type[tuple]) -> pa.Table:
+    """A table with the columns of ``row_type`` and no rows."""
+    return arrow_schema(row_type).empty_table()
 
 
 def _check_row(row, row_type):

@@ -5,13 +5,14 @@ again (``beam_pipeline.inputs``); a video is *ready* when it has no results yet 
 time are the same as at the previous scan (a file still being copied in keeps changing, so it waits). Ready
 videos are run in batches of ``--watch_batch_size``.
 
-Results are durable, and a restart never processes a video twice: each batch runs into a staging folder and
-is committed into the output tables with a ``_COMPLETE`` marker (``beam_pipeline.commits``, the mechanism
-resumable runs share).
+Results are durable, and a restart never processes a video twice: each batch is the pipeline of a normal run
+on the batch's videos, which commits each video under ``<output>/_videos/`` as soon as it is done
+(``beam_pipeline.commits``) and then rebuilds the tables from every commit (``beam_pipeline.compaction``). The
+session holds the output's lock throughout (``beam_pipeline.locks``).
 
-"Has results" means: the video's URI is in ``<output>/videos/`` (read once at start, then kept up to date).
-At start, a staging folder with ``_COMPLETE`` is finished (steps 3-4) and one without is thrown away (its videos
-have no results, so they run again). The tables keep the layout of a normal run: ``frames/*.parquet`` etc.
+"Has results" means: the video is committed (its ``video_id`` under ``_videos/``; listed once at start, then
+kept up to date). At start, videos committed as transient failures and unfinished ones are run again, as in any
+resumed run (``beam_pipeline.resume``). The tables keep the layout of a normal run: ``frames/*.parquet`` etc.
 
 Ctrl-C (SIGINT) asks the loop to stop: the batch being processed finishes and is committed, then the loop
 returns. A second Ctrl-C interrupts at once.
@@ -20,18 +21,17 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Set, Tuple
+from typing import AbstractSet, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline.commits import (COMPLETE_MARKER, STAGING_DIR, batch_options, read_processed_uris,
-                                   recover_staged_batches, run_and_commit_batch)
+from beam_pipeline.commits import RECORD_FILE, list_commits
 from beam_pipeline.inputs import expand_input
 from beam_pipeline.options import MimamoOptions, validate_options
+from beam_pipeline.rows import compute_video_id
 
-__all__ = ["STAGING_DIR", "COMPLETE_MARKER", "WatchReport", "FolderWatcher", "read_processed_uris",
-           "recover_staged_batches", "watch_inputs"]
+__all__ = ["WatchReport", "FolderWatcher", "batch_options", "watch_inputs"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,16 +45,26 @@ class WatchReport:
     interrupted: bool = False
 
 
+def batch_options(options: PipelineOptions, videos: Sequence[str]) -> PipelineOptions:
+    """The options of one batch pipeline: ``options`` with ``videos`` as inputs, outside watch mode."""
+    values = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    values.update(input=list(videos), watch=False)
+    return PipelineOptions.from_dictionary(values)
+
+
 class FolderWatcher:
     """Scans the inputs of ``options`` and runs the pipeline on new, complete videos (module docstring).
 
     Args:
         options: every option of the run; ``--input``, ``--output``, ``--video_extensions``,
             ``--watch_interval`` and ``--watch_batch_size`` drive the loop, the rest goes to each batch.
-        run_batch: runs one batch pipeline to completion, given its options (``beam_pipeline.run``'s runner).
+        run_batch: runs one batch pipeline to completion, given its options (``beam_pipeline.run.run_pipeline``);
+            the caller holds the output's lock.
+        committed: ids of the videos already committed (``resume.prepare_output``); None lists the output.
     """
 
-    def __init__(self, options: PipelineOptions, run_batch: Callable[[PipelineOptions], object]):
+    def __init__(self, options: PipelineOptions, run_batch: Callable[[PipelineOptions], object],
+                 committed: Optional[AbstractSet[str]] = None):
         self._options = options
         self._mimamo = options.view_as(MimamoOptions)
         validate_options(self._mimamo)
@@ -62,8 +72,10 @@ class FolderWatcher:
         self._stop = threading.Event()
         self._last_seen: Dict[str, Tuple[int, float]] = {}
         self._report = WatchReport()
-        recovered = recover_staged_batches(self._mimamo.output)
-        self._processed: Set[str] = read_processed_uris(self._mimamo.output) | set(recovered)
+        if committed is None:
+            committed = {video_id for video_id, listing in list_commits(self._mimamo.output).items()
+                         if listing.record == RECORD_FILE}
+        self._processed: Set[str] = set(committed)
         LOGGER.info("%s: %d video(s) already have results", self._mimamo.output, len(self._processed))
 
     @property
@@ -73,7 +85,7 @@ class FolderWatcher:
 
     @property
     def processed(self) -> Set[str]:
-        """URIs of the videos that have results in the output."""
+        """Ids (``video_id``) of the videos committed in the output."""
         return set(self._processed)
 
     def stop(self) -> None:
@@ -92,7 +104,7 @@ class FolderWatcher:
 
     def find_ready_videos(self) -> List[str]:
         """Scans once: new videos whose size and modification time did not change since the previous scan."""
-        candidates = [uri for uri in self._list_videos() if uri not in self._processed]
+        candidates = [uri for uri in self._list_videos() if compute_video_id(uri) not in self._processed]
         ready = []
         for uri, result in zip(candidates, FileSystems.match(candidates) if candidates else []):
             if len(result.metadata_list) != 1:
@@ -107,10 +119,9 @@ class FolderWatcher:
         return ready
 
     def process_batch(self, videos: Sequence[str]) -> None:
-        """Runs the pipeline on ``videos`` and commits the results (``beam_pipeline.commits``)."""
-        run_and_commit_batch(self._mimamo.output, videos,
-                             lambda batch_dir: self._run_batch(batch_options(self._options, videos, batch_dir)))
-        self._processed.update(videos)
+        """Runs the pipeline on ``videos``: each is committed, then the tables are rebuilt."""
+        self._run_batch(batch_options(self._options, videos))
+        self._processed.update(compute_video_id(uri) for uri in videos)
         for uri in videos:
             self._last_seen.pop(uri, None)
         self._report.batches += 1
@@ -165,6 +176,7 @@ class FolderWatcher:
         return lambda: signal.signal(signal.SIGINT, previous)
 
 
-def watch_inputs(options: PipelineOptions, run_batch: Callable[[PipelineOptions], object]) -> WatchReport:
+def watch_inputs(options: PipelineOptions, run_batch: Callable[[PipelineOptions], object],
+                 committed: Optional[AbstractSet[str]] = None) -> WatchReport:
     """Runs watch mode until Ctrl-C (see :class:`FolderWatcher`)."""
-    return FolderWatcher(options, run_batch).run()
+    return FolderWatcher(options, run_batch, committed).run()

@@ -8,7 +8,9 @@ pipeline says ``--environment_type=EXTERNAL --environment_config=beam-worker-poo
 Kubernetes TaskManager pod reaches its sidecar at ``localhost:50000``.
 
 Every process is started in a new session (its own process group); leaving the ``with`` block, also on an
-error, terminates each group, kills what is left after a grace period and checks that nothing survived.
+error, terminates each group, kills what is left after a grace period and checks that nothing survived. A test
+may kill one daemon on purpose (``ProcessGroups.kill``, ``FlinkCluster.kill_task_manager``) and start it again
+(``restart``, ``start_task_manager``), as a cluster loses a machine and gets it back.
 """
 import contextlib
 import json
@@ -63,6 +65,7 @@ class ProcessGroups:
     def __init__(self, log_dir: Path):
         self._log_dir = log_dir
         self._processes: List[subprocess.Popen] = []
+        self._commands: Dict[str, tuple] = {}  # name -> (command, env), for restart
 
     def start(self, name: str, command: List[str], env: Mapping[str, str]) -> subprocess.Popen:
         """Starts ``command`` (an argument list) with output to ``<log_dir>/<name>.log``."""
@@ -72,7 +75,33 @@ class ProcessGroups:
                                        stdin=subprocess.DEVNULL, start_new_session=True)
         process.mimamo_name = name
         self._processes.append(process)
+        self._commands[name] = (list(command), dict(env))
         return process
+
+    def _current(self, name: str) -> subprocess.Popen:
+        return [process for process in self._processes if process.mimamo_name == name][-1]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to the whole process group of the process ``name`` (a machine lost at once); returns when
+        every member is gone.
+
+        Raises:
+            RuntimeError: a member survived.
+        """
+        process = self._current(name)
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while _group_alive(process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes of {name} survived SIGKILL")
+            time.sleep(0.1)
+        self._processes.remove(process)  # gone for good: neither running nor to be stopped
+
+    def restart(self, name: str) -> subprocess.Popen:
+        """Starts the process ``name`` again, with the command and environment it was first started with."""
+        command, env = self._commands[name]
+        return self.start(name, command, env)
 
     def check_running(self) -> None:
         """Raises ``RuntimeError`` naming a process that has exited."""
@@ -174,6 +203,7 @@ class FlinkCluster:
     task_managers: int
     worker_pool_port: Optional[int] = None
     worker_pool_hosts: List[str] = field(default_factory=list)
+    groups: Optional[ProcessGroups] = None
 
     @property
     def environment_config(self) -> str:
@@ -183,6 +213,39 @@ class FlinkCluster:
     def overview(self) -> dict:
         """The REST ``/overview`` (``taskmanagers``, ``slots-total``, ``jobs-finished``...)."""
         return _get_json(f"{self.rest_url}/overview")
+
+    def jobs(self) -> Dict[str, str]:
+        """Every job the cluster knows: id -> status (``RUNNING``, ``FAILED``, ``CANCELED``, ``FINISHED``...)."""
+        return {job["id"]: job["status"] for job in _get_json(f"{self.rest_url}/jobs")["jobs"]}
+
+    def kill_task_manager(self, index: int) -> None:
+        """SIGKILL to TaskManager ``index`` (its JVM and start script); its worker pool stays."""
+        self.groups.kill(f"taskmanager-{index}")
+
+    def start_task_manager(self, index: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Starts TaskManager ``index`` again and waits until every TaskManager is registered."""
+        self.groups.restart(f"taskmanager-{index}")
+
+        def ready() -> bool:
+            with contextlib.suppress(OSError, ValueError):
+                overview = self.overview()
+                return overview["taskmanagers"] == self.task_managers and \
+                    overview["slots-available"] == self.task_managers
+            return False
+
+        _wait(f"TaskManager {index}", ready, self.groups, timeout_s)
+
+    def cancel_job(self, job_id: str, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Cancels a job (as ``flink cancel`` does) and waits until it has stopped; returns its final status."""
+        request = urllib.request.Request(f"{self.rest_url}/jobs/{job_id}?mode=cancel", method="PATCH")
+        with urllib.request.urlopen(request, timeout=10):  # a 127.0.0.1 URL the cluster serves
+            pass
+        deadline = time.monotonic() + timeout_s
+        while self.jobs().get(job_id) not in ("CANCELED", "FAILED", "FINISHED"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job_id} did not stop within {timeout_s:.0f} s")
+            time.sleep(0.5)
+        return self.jobs()[job_id]
 
 
 def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: str, resource_id: str,
@@ -253,7 +316,7 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
             groups.start(f"taskmanager-{index}", [str(flink_home / "bin" / "taskmanager.sh"), "start-foreground"],
                          dict(env, FLINK_CONF_DIR=str(conf)))
         cluster = FlinkCluster(f"127.0.0.1:{rest_port}", f"http://127.0.0.1:{rest_port}", workdir / "log",
-                               task_managers, pool_port, hosts)
+                               task_managers, pool_port, hosts, groups)
 
         def ready() -> bool:
             with contextlib.suppress(OSError, ValueError):

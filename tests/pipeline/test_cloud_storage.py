@@ -4,7 +4,11 @@
 the module runs) and moto's server mode for S3 (Beam's ``--s3_endpoint_url`` options). The same clips run
 locally, gs:// -> gs:// and s3:// -> s3://; the rows must be the same.
 """
+import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -209,7 +213,10 @@ def test_remote_weights_of_the_wrong_kind_or_hash_never_enter_the_cache(storage,
     monkeypatch.setenv("MIMAMO_CHECKPOINT_SHA256", "0" * 64)
     with pytest.raises(WeightsFetchError, match=f"^{pinned}: SHA-256 .* differs from the pinned"):
         cache_remote_weights(pinned, MIMAMO, cache_dir=str(tmp_path / "cache"))
-    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+    # nothing but the entries' empty lock files (which stay: removing one while another process waits on it
+    # would let a third process lock a new file beside it)
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file() and path.suffix != ".lock"] == []
+    assert {path.stat().st_size for path in (tmp_path / "cache").rglob("*.lock")} == {0}
 
 
 def test_a_wrong_remote_weights_uri_fails_at_submission(storage, cloud_clips, synthetic_weights, tmp_path):
@@ -218,3 +225,88 @@ def test_a_wrong_remote_weights_uri_fails_at_submission(storage, cloud_clips, sy
     with pytest.raises(FileNotFoundError, match="missing/model.pth.tar"):
         run(flags)
     assert not (tmp_path / "never").exists()
+
+
+FETCH_ONCE_SCRIPT = """
+import json, os, sys, time
+from beam_pipeline import remote_files
+from mimamo_ops.model.checkpoints import MIMAMO
+uri, downloads, ready, go = sys.argv[1:5]
+fetch = remote_files._fetch_into_cache
+def counted(*args, **kwargs):  # a probe: records each download this process makes
+    with open(downloads, "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return fetch(*args, **kwargs)
+remote_files._fetch_into_cache = counted
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+path, sha256 = remote_files.cache_remote_weights(uri, MIMAMO)
+print(json.dumps([str(path), sha256]))
+"""
+PROCESSES = 4
+
+
+def test_the_processes_of_one_machine_fetch_remote_weights_once(servers, synthetic_weights, tmp_path):
+    """Four worker-like processes ask for the same gs:// weights at the same moment, sharing one cache."""
+    checkpoint = synthetic_weights[0]
+    uri = f"gs://{BUCKET}/machine-cache/{checkpoint.name}"
+    upload(checkpoint, uri)
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=servers["gs"], MIMAMO_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    downloads, go = tmp_path / "downloads.txt", tmp_path / "go"
+    ready = [tmp_path / f"ready-{index}" for index in range(PROCESSES)]
+    processes = [subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-c", FETCH_ONCE_SCRIPT, uri, str(downloads), str(flag), str(go)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for flag in ready]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(flag.exists() for flag in ready):
+            assert all(process.poll() is None for process in processes), [p.communicate() for p in processes]
+            assert time.monotonic() < deadline, "the processes did not start"
+            time.sleep(0.05)
+        go.touch()  # all ask now
+        results = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert [process.returncode for process in processes] == [0] * PROCESSES, [err for _, err in results]
+    answers = {out.strip().splitlines()[-1] for out, _ in results}
+    assert len(answers) == 1 and json.loads(answers.pop())[1] == sha256_file(checkpoint)
+    assert len(downloads.read_text().splitlines()) == 1
+
+
+def committed_records(output: str) -> int:
+    return len(FileSystems.match([f"{output}/_videos/*/video.parquet"])[0].metadata_list)
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_a_run_on_a_remote_output_killed_after_its_first_commit_resumes_to_the_local_runs_tables(
+        scheme, storage, cloud_clips, synthetic_weights, local_tables):
+    output = f"{scheme}://{BUCKET}/resume-{time.time_ns()}"
+    checkpoint, backbone = synthetic_weights
+    flags = pipeline_flags(str(cloud_clips), output, str(checkpoint), str(backbone)) + s3_flags(storage["s3"])
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=storage["gs"], PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    process = subprocess.Popen([sys.executable, "-m", "beam_pipeline.run", *flags], env=env,  # pylint: disable=consider-using-with
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while committed_records(output) < 1:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no video was committed"
+            time.sleep(0.05)
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -9 and committed_records(output) == 1
+
+    result = run(flags)
+
+    assert len(result.plan.committed) == 1
+    frames, videos = local_tables
+    assert read_remote_table(f"{output}/frames").sort_by([(key, "ascending") for key in KEY_COLUMNS]).equals(
+        frames.sort_by([(key, "ascending") for key in KEY_COLUMNS]))
+    assert read_remote_table(f"{output}/videos").sort_by("video_uri").equals(videos.sort_by("video_uri"))

@@ -66,7 +66,7 @@ def test_a_local_run_never_starts_prism_nor_touches_the_network(tmp_path, synthe
     result = run(["--input", str(tmp_path / "still.mp4"), "--output", str(output), "--checkpoint", str(checkpoint),
                   "--backbone", str(backbone), "--length", "16", "--stride", "16"])
     assert (prism_attempts, no_network) == ([], [])
-    assert result.results and all(isinstance(batch, fn_runner.RunnerResult) for batch in result.results)
+    assert isinstance(result.result, fn_runner.RunnerResult)
     assert pq.read_table(output / "videos").column("status").to_pylist() == ["no_face"]
 
 

@@ -1,12 +1,15 @@
 """MimamoOptions: every seed option has an equivalent, and bad values fail while the graph is built."""
 import argparse
 import json
+import logging
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.inputs import DEFAULT_VIDEO_EXTENSIONS
-from beam_pipeline.options import MimamoOptions, options_as_json, validate_options
+from beam_pipeline.options import (MimamoOptions, identity_options, options_as_json, secret_option_values,
+                                   secret_values, validate_options)
+from beam_pipeline.run import SecretFilter
 
 BASE = ["--input", "a.mp4", "--output", "out"]
 
@@ -153,3 +156,25 @@ def test_no_option_abbreviates_a_beam_flag():
     clashes = {flag: sorted(other for other in beam_flags if other != flag and other.startswith(flag))
                for flag in ours}
     assert {flag: others for flag, others in clashes.items() if others} == {"--output": ["--output_executable_path"]}
+
+
+def test_a_run_is_identified_by_its_mimamo_options_not_by_how_or_where_it_runs():
+    base = identity_options(PipelineOptions(BASE + ["--length", "16"]))
+    elsewhere = identity_options(PipelineOptions(
+        ["--input", "a.mp4", "--output", "gs://b/out/", "--length", "16", "--runner=FlinkRunner", "--parallelism=2",
+         "--n_workers", "3", "--videos_per_commit", "1", "--log", "--s3_secret_access_key", "S3CR3T"]))
+    assert base == elsewhere and base["length"] == 16 and base["input"] == ["a.mp4"]
+    assert "output" not in base and "runner" not in base
+    assert identity_options(PipelineOptions(BASE + ["--length", "32"])) != base
+
+
+def test_credentials_are_found_on_a_command_line_and_redacted_from_log_records():
+    argv = ["run", "x", "--s3_secret_access_key", "S3CR3T", "--s3_session_token=T0KEN", "--s3_access_key_id",
+            "AKIDX", "--length", "16"]
+    found = secret_values(argv)
+    assert sorted(found) == ["AKIDX", "S3CR3T", "T0KEN"]
+    record = logging.LogRecord("apache_beam", logging.INFO, __file__, 1, "options %s", (argv,), None)
+    assert SecretFilter(found).filter(record)
+    assert "S3CR3T" not in record.getMessage() and "T0KEN" not in record.getMessage()
+    assert "--s3_secret_access_key', '***'" in record.getMessage()
+    assert sorted(secret_option_values(PipelineOptions(argv[2:]))) == ["AKIDX", "S3CR3T", "T0KEN"]

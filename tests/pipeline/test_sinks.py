@@ -36,8 +36,8 @@ def test_written_tables_read_back_with_metadata_and_sql(tmp_path: Path):
         frames = pipeline | "CreateFrames" >> beam.Create(
             frame_rows("/v/a.mp4", 0, 5) + frame_rows("/v/a.mp4", 1, 3)).with_output_types(FrameRow)
         videos = pipeline | "CreateVideos" >> beam.Create([
-            VideoRow("/v/a.mp4", compute_video_id("/v/a.mp4"), "ok", None, None, 0.33, 30.0, 10, 0, 2, 5, 0.1, 0.2,
-                     None),
+            VideoRow("/v/a.mp4", compute_video_id("/v/a.mp4"), "ok", None, None, None, 0.33, 30.0, 10, 0, 2, 5, 0.1,
+                     0.2, None),
             failed_video_row("/v/bad.mp4", "probe", "VideoError: /v/bad.mp4: no video stream"),
         ]).with_output_types(VideoRow)
         snippets = pipeline | "CreateSnippets" >> beam.Create([]).with_output_types(SnippetRow)

@@ -7,8 +7,6 @@ Two watch sessions share one inbox and one output (the real face stage and seede
 * session 2 (a restart, ``FolderWatcher.run``): ``b.mp4`` is complete and ``c.mp4`` arrives; Ctrl-C is pressed
   while ``b.mp4`` is processed.
 """
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.commits import COMMITS_DIR
 from beam_pipeline.rows import compute_video_id
-from beam_pipeline.run import run_with_options
-from beam_pipeline.sinks import VIDEOS_SCHEMA
-from beam_pipeline.watch import COMPLETE_MARKER, STAGING_DIR, FolderWatcher
+from beam_pipeline.run import run_pipeline
+from beam_pipeline.watch import FolderWatcher
 from tests import clips
 
 CLIP_FRAMES = 20
@@ -56,7 +54,7 @@ def sessions(tmp_path_factory, synthetic_weights, clip_bytes) -> Dict[str, objec
     options = watch_options(inbox, output, synthetic_weights)
     record: Dict[str, object] = {"inbox": inbox, "output": output, "a": str(a), "b": str(b), "c": str(c)}
 
-    first = FolderWatcher(options, run_with_options)
+    first = FolderWatcher(options, run_pipeline)
     record["scan_empty"] = first.scan_once()
     a.write_bytes(clip_bytes)
     third = len(clip_bytes) // 3
@@ -75,7 +73,7 @@ def sessions(tmp_path_factory, synthetic_weights, clip_bytes) -> Dict[str, objec
     def run_and_press_ctrl_c(batch_options: PipelineOptions):
         calls.append(list(batch_options.get_all_options()["input"]))
         signal.raise_signal(signal.SIGINT)  # Ctrl-C while this video is processed
-        return run_with_options(batch_options)
+        return run_pipeline(batch_options)
 
     handler_before = signal.getsignal(signal.SIGINT)
     second = FolderWatcher(options, run_and_press_ctrl_c)
@@ -104,12 +102,12 @@ def test_a_video_added_while_watching_is_processed_once(sessions):
 
 
 def test_a_restart_does_not_reprocess_a_video_with_results(sessions):
-    assert sessions["processed_at_restart"] == {sessions["a"]}
+    assert sessions["processed_at_restart"] == {compute_video_id(sessions["a"])}
     assert sessions["calls"] == [[sessions["b"]]]
 
 
 def test_a_partly_written_video_waits_until_it_stops_growing(sessions):
-    assert sessions["b"] not in sessions["processed_after_session_1"]
+    assert compute_video_id(sessions["b"]) not in sessions["processed_after_session_1"]
     a_rows, b_rows = rows_of(sessions["output"], sessions["a"]), rows_of(sessions["output"], sessions["b"])
     # b.mp4 ends up with the same bytes as a.mp4: it was processed whole, not from a truncated copy
     assert b_rows.num_rows == CLIP_FRAMES and b_rows.select(VALUE_COLUMNS).equals(a_rows.select(VALUE_COLUMNS))
@@ -118,42 +116,16 @@ def test_a_partly_written_video_waits_until_it_stops_growing(sessions):
 def test_ctrl_c_stops_after_the_current_video_and_restores_the_handler(sessions):
     report = sessions["report"]
     assert report.interrupted and report.videos == [sessions["b"]] and report.batches == 1
-    assert sessions["c"] not in sessions["processed_after_session_2"]
+    assert compute_video_id(sessions["c"]) not in sessions["processed_after_session_2"]
     assert sessions["handler_restored"]
 
 
-def test_watch_output_has_the_tables_of_a_normal_run_and_no_staging_left(sessions):
+def test_watch_output_has_the_tables_of_a_normal_run(sessions):
     output: Path = sessions["output"]
-    assert sorted(path.name for path in output.iterdir()) == [STAGING_DIR, "frames", "videos"]
-    assert list((output / STAGING_DIR).iterdir()) == []
+    assert sorted(path.name for path in output.iterdir()) == [COMMITS_DIR, "frames", "videos"]
+    assert len(list((output / COMMITS_DIR).iterdir())) == 2  # a.mp4 and b.mp4, one folder each
     for table in ("frames", "videos"):
-        names = sorted(path.name for path in (output / table).iterdir())
-        assert len(names) == 2 and all(name.startswith("part-") and name.endswith(".parquet") for name in names)
-
-
-def write_videos_rows(path: Path, uris: List[str]) -> None:
-    rows = [{"video_uri": uri, "video_id": compute_video_id(uri), "status": "ok"} for uri in uris]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA), path)
-
-
-def test_a_restart_finishes_a_committed_batch_and_discards_an_unfinished_one(tmp_path, synthetic_weights):
-    inbox, output = tmp_path / "inbox", tmp_path / "out"
-    inbox.mkdir()
-    write_videos_rows(output / "videos" / "part-old-00000-of-00001.parquet", ["/v/old.mp4"])
-    finished = output / STAGING_DIR / "20260101T000000000000Z-aaaaaa"
-    write_videos_rows(finished / "videos" / "part-00000-of-00001.parquet", ["/v/finished.mp4"])
-    (finished / COMPLETE_MARKER).write_text(json.dumps({"videos": ["/v/finished.mp4"]}))
-    unfinished = output / STAGING_DIR / "20260101T000001000000Z-bbbbbb"
-    write_videos_rows(unfinished / "videos" / "part-00000-of-00001.parquet", ["/v/unfinished.mp4"])
-
-    watcher = FolderWatcher(watch_options(inbox, output, synthetic_weights), run_with_options)
-
-    assert watcher.processed == {"/v/old.mp4", "/v/finished.mp4"}
-    assert sorted(pq.read_table(output / "videos").column("video_uri").to_pylist()) == [
-        "/v/finished.mp4", "/v/old.mp4"]
-    assert "part-20260101T000000000000Z-aaaaaa-00000-of-00001.parquet" in os.listdir(output / "videos")
-    assert not finished.exists() and not unfinished.exists()
+        assert sorted(path.name for path in (output / table).iterdir()) == ["part-00000-of-00001.parquet"]
 
 
 def test_mimamo_run_watch_exits_cleanly_on_ctrl_c(tmp_path, synthetic_weights):

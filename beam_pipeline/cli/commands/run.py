@@ -15,9 +15,10 @@ import argparse
 import datetime
 import logging
 import os
+import shlex
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from typing import TYPE_CHECKING
 
@@ -63,11 +64,14 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run_command, accepts_extra_args=True)
 
 
-def count_videos(inputs: List[str], video_extensions: List[str]) -> int:
-    """Counts the videos the pipeline will decode: matched entries not already known to fail."""
+def count_videos(inputs: List[str], video_extensions: List[str], committed: frozenset = frozenset()) -> int:
+    """Counts the videos the pipeline will decode: matched entries not already known to fail, and not committed
+    by an earlier run (``committed``: their ``video_id``)."""
     from beam_pipeline.inputs import expand_inputs
+    from beam_pipeline.rows import compute_video_id
 
-    return sum(1 for match in expand_inputs(inputs, video_extensions) if match.error is None)
+    return sum(1 for match in expand_inputs(inputs, video_extensions)
+               if match.error is None and compute_video_id(match.uri) not in committed)
 
 
 def _check_output_directory(output: str) -> None:
@@ -98,24 +102,17 @@ def check_output(options: "MimamoOptions") -> None:
 
 
 def check_weights_and_tables(options: "MimamoOptions") -> None:
-    """Checks that the output holds no earlier tables (unless ``--watch`` or resumable) and that both weights files
-    are right.
+    """Checks that both weights files are right (the output's tables are checked by the run itself, under the
+    output's lock: ``beam_pipeline.resume``).
 
     Raises:
-        ValueError: the output already holds tables.
         mimamo_ops.errors.MimamoError: a weights file is missing or is not that model's weights.
     """
     from beam_pipeline.config import model_and_face_configs
-    from beam_pipeline.pipeline import check_output_is_fresh
     from beam_pipeline.remote_files import is_remote
-    from beam_pipeline.resume import is_resumable
     from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
     from mimamo_ops.weights.cache import verify_weights_file
 
-    # --watch adds to the tables of its earlier sessions (beam_pipeline.watch); a resumable run checks that the
-    # tables there are its own (beam_pipeline.resume.check_same_run)
-    if not options.watch and not is_resumable(options):
-        check_output_is_fresh(options.output)
     model_config, _ = model_and_face_configs(options, worker_processes=1)
     for path, kind in ((model_config.checkpoint_path, MIMAMO), (model_config.backbone_path, BACKBONE)):
         if not is_remote(path):  # remote files were fetched and verified by model_and_face_configs
@@ -177,16 +174,22 @@ def _log_location(handler: logging.FileHandler, output: str) -> str:
     return os.path.join(output, LOGS_DIR, os.path.basename(handler.baseFilename))
 
 
-def _summary(counters: Dict[str, int], output: str, log_path: str) -> str:
-    """The closing lines of a batch run: counts, where the tables are, where failures and the log are."""
+def _table_count(counters: Dict[str, int], name: str) -> int:
+    """A count of the tables (``table_<name>``, the whole output) when the runner reported it, else this run's."""
+    return counters.get(f"table_{name}", counters.get(name, 0))
+
+
+def _summary(counters: Dict[str, int], output: str, log_path: str, committed_before: int = 0) -> str:
+    """The closing lines of a run: counts, where the tables are, where failures and the log are."""
     from beam_pipeline.sinks import FRAMES_DIR, VIDEOS_DIR
 
     output = output.rstrip("/")
-    failed = counters.get("videos_failed", 0)
+    failed = _table_count(counters, "videos_failed")
+    earlier = f" ({committed_before} committed by an earlier run)" if committed_before else ""
     lines = [
-        f"videos: {counters.get('videos_ok', 0)} ok, {counters.get('videos_no_face', 0)} without a face, "
-        f"{failed} failed; {counters.get('frames_decoded', 0)} frames decoded, "
-        f"{counters.get('frame_rows', 0)} frame rows written",
+        f"videos: {_table_count(counters, 'videos_ok')} ok, {_table_count(counters, 'videos_no_face')} without a "
+        f"face, {failed} failed{earlier}; {counters.get('frames_decoded', 0)} frames decoded, "
+        f"{_table_count(counters, 'frame_rows')} frame rows in the tables",
         f"frames: {output}/{FRAMES_DIR}/",
         f"videos: {output}/{VIDEOS_DIR}/",
     ]
@@ -197,13 +200,17 @@ def _summary(counters: Dict[str, int], output: str, log_path: str) -> str:
     return "\n".join(lines)
 
 
-def _run_pipeline(args: argparse.Namespace, extra_args: List[str], values: Dict[str, object]) -> Dict[str, int]:
-    """Runs the batch pipeline, with progress bars unless ``--no_progress``; returns the ``mimamo`` counters."""
+def _run_pipeline(args: argparse.Namespace, extra_args: List[str], values: Dict[str, object]
+                  ) -> Tuple[Dict[str, int], int]:
+    """Runs the pipeline, with progress bars unless ``--no_progress``; returns the ``mimamo`` counters and the
+    number of videos earlier runs had committed."""
+    from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline.cli.progress import ProgressBars
     from beam_pipeline.progress_records import read_progress
     from beam_pipeline.metrics import read_counters
+    from beam_pipeline.resume import committed_video_ids
     from beam_pipeline.run import run_with_options
 
     with tempfile.TemporaryDirectory(prefix="mimamo-progress-") as progress_dir:
@@ -213,14 +220,16 @@ def _run_pipeline(args: argparse.Namespace, extra_args: List[str], values: Dict[
         if args.no_progress:
             result = run_with_options(options)
         else:
-            total = count_videos(values["input"], values["video_extensions"])
+            FileSystems.set_options(options)
+            committed = committed_video_ids(values["output"])
+            total = count_videos(values["input"], values["video_extensions"], committed)
             with ProgressBars(progress_dir, total, sys.stderr):
                 result = run_with_options(options)
         counters = read_counters(result)
         if not args.no_progress and not counters:
             progress = read_progress(progress_dir)
             counters = {"frames_decoded": progress.frames_decoded, "videos_failed": progress.videos_failed}
-    return counters
+    return counters, len(result.plan.committed)
 
 
 def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
@@ -231,14 +240,22 @@ def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
     quiet_console(verbose)  # before Beam's import, whose libraries warn as they load (cli.main logs warnings)
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipeline.options import MimamoOptions
-    from beam_pipeline.run import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED_ERRORS
+    from beam_pipeline.options import MimamoOptions, redact_secrets, secret_values
+    from beam_pipeline.run import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, EXPECTED_ERRORS, SecretFilter
 
     log: Optional[logging.FileHandler] = None
+    # credentials given on the command line (or in an @file) never reach a log or the console
+    hidden = secret_values(extra_args) + secret_values(sys.argv[1:])
+    secrets = SecretFilter(hidden)
+    console_handlers = list(logging.getLogger().handlers)
+    for handler in console_handlers:
+        handler.addFilter(secrets)
     try:
-        mimamo = PipelineOptions(extra_args, **values).view_as(MimamoOptions)
+        options = PipelineOptions(extra_args, **values)
+        mimamo = options.view_as(MimamoOptions)
         check_output(mimamo)
         log = open_run_log(values["output"], verbose)
+        log.addFilter(secrets)
         return _checked_run(args, extra_args, values, mimamo, _log_location(log, values["output"]))
     except KeyboardInterrupt:
         print("mimamo run: interrupted", file=sys.stderr)
@@ -246,14 +263,17 @@ def run_command(args: argparse.Namespace, extra_args: List[str]) -> int:
     except EXPECTED_ERRORS as error:
         if log is not None:
             LOGGER.info("mimamo run stopped: %s", error, exc_info=True)
-        print(f"mimamo run: error: {error}", file=sys.stderr)
+        print(redact_secrets(f"mimamo run: error: {error}", hidden), file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # pylint: disable=broad-except  # a crash: one line here, the traceback in the log
         LOGGER.exception("mimamo run crashed")
         where = f"; the traceback is in {log.baseFilename}" if log is not None else ""
-        print(f"mimamo run: internal error: {type(error).__name__}: {error}{where}", file=sys.stderr)
+        print(redact_secrets(f"mimamo run: internal error: {type(error).__name__}: {error}{where}", hidden),
+              file=sys.stderr)
         return EXIT_CRASH
     finally:
+        for handler in console_handlers:
+            handler.removeFilter(secrets)
         close_run_log(log)
 
 
@@ -266,7 +286,7 @@ def _checked_run(args: argparse.Namespace, extra_args: List[str], values: Dict[s
     from beam_pipeline.sinks import FRAMES_DIR, VIDEOS_DIR
     from beam_pipeline.run import EXIT_OK, EXIT_SOME_FAILED, run_with_options
 
-    LOGGER.info("mimamo run %s", " ".join(sys.argv[1:]))
+    LOGGER.info("mimamo run %s", " ".join(shlex.quote(word) for word in sys.argv[1:]))  # secrets: SecretFilter
     check_weights_and_tables(mimamo)
     if args.watch:  # a daemon: no progress bars, a summary once Ctrl-C has stopped it
         report = run_with_options(PipelineOptions(extra_args, **values))
@@ -274,11 +294,11 @@ def _checked_run(args: argparse.Namespace, extra_args: List[str], values: Dict[s
               f"frames: {values['output'].rstrip('/')}/{FRAMES_DIR}/\n"
               f"videos: {values['output'].rstrip('/')}/{VIDEOS_DIR}/")
         return EXIT_OK
-    counters = _run_pipeline(args, extra_args, values)
-    print(_summary(counters, values["output"], log_path))
+    counters, committed_before = _run_pipeline(args, extra_args, values)
+    print(_summary(counters, values["output"], log_path, committed_before))
     if args.seed_outputs:
         seed_dir = os.path.join(values["output"], SEED_OUTPUTS_DIR)
         plot_command(argparse.Namespace(output=values["output"], video=None, out=seed_dir, csv=True,
                                         annotated_video=False), [])
         print(f"seed outputs: {seed_dir}/")
-    return EXIT_SOME_FAILED if counters.get("videos_failed", 0) else EXIT_OK
+    return EXIT_SOME_FAILED if _table_count(counters, "videos_failed") else EXIT_OK
