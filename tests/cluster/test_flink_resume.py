@@ -66,7 +66,7 @@ def kill_group(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def killed_and_resumed(flink, clip_folder, remote_weights, tmp_path_factory) -> Dict[str, object]:
     output = tmp_path_factory.mktemp("flink-resume") / "out"
-    flags = (pipeline_flags(clip_folder, remote_weights, output) + flink_flags(flink, flink.files.flink_job_server_jar)
+    flags = (pipeline_flags(clip_folder, remote_weights, output) + flink_flags(flink)
              + ["--environment_type=EXTERNAL", f"--environment_config={flink.cluster.environment_config}"])
     cluster = flink.cluster
     record: Dict[str, object] = {"output": output}
