@@ -1,0 +1,67 @@
+"""``mimamo run`` on the Flink cluster beside videos with real faults: a decoder that dies with SIGSEGV, one that
+hangs, and a real 8192x8192 H.264 file, next to good clips (the corpus and fault injection of
+``tests/pipeline/test_fault_isolation.py``).
+
+The job runs with ``--environment_type=LOOPBACK``: Flink schedules it and its SDK harness runs in the launching
+process, so the injected faults (``$MIMAMO_FAULTS`` and ``PYTHONPATH``) reach the face stage's child processes as
+they would on a worker. The run ends with status 3; each bad video has its own ``failed`` row and reason; the good
+videos' rows are exactly those of a clean run on the local runner, and the job finished on the cluster.
+"""
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.cluster.test_flink import flink_flags
+from tests.pipeline.test_fault_isolation import (FAULTS, FLAGS, FRAME_KEYS, GOOD, STALL_S, clean_output, corpus,
+                                                 run_mimamo, videos_by_name, weight_flags)
+
+__all__ = ["clean_output", "corpus"]  # fixtures of test_fault_isolation used here
+
+
+@pytest.fixture(scope="module")
+def flink_faulty_run(flink, corpus, synthetic_weights, tmp_path_factory):
+    output = tmp_path_factory.mktemp("flink-faulty") / "out"
+    finished_before = flink.cluster.overview()["jobs-finished"]
+    done = run_mimamo(["run", str(corpus), "--output", str(output), "--stall_timeout_s", str(STALL_S),
+                       *weight_flags(synthetic_weights), *FLAGS, *flink_flags(flink), "--environment_type=LOOPBACK"],
+                      {"MIMAMO_FAULTS": FAULTS}, corpus.parent)
+    return output, done, flink.cluster.overview()["jobs-finished"] - finished_before
+
+
+def test_the_flink_job_finishes_and_the_run_ends_with_status_3(flink_faulty_run):
+    _, done, jobs_finished = flink_faulty_run
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "3 input(s) failed" in done.stdout, done.stdout
+    assert jobs_finished >= 1
+    assert done.lingering == []
+
+
+def test_each_bad_video_has_its_row_and_reason(flink_faulty_run, corpus: Path):
+    by_name = videos_by_name(flink_faulty_run[0])
+    assert sorted(by_name) == sorted(path.name for path in corpus.iterdir())
+    reasons = {name: (row["status"], row["error_stage"], row["error_kind"], row["error"])
+               for name, row in by_name.items() if name not in GOOD}
+    assert reasons == {
+        "crash.mp4": ("failed", "faces", "permanent",
+                      f"FaceStageError: {corpus / 'crash.mp4'}: face stage crashed: SIGSEGV (before the first frame)"),
+        "hang.mp4": ("failed", "probe", "permanent",
+                     f"FaceStageError: {corpus / 'hang.mp4'}: no new frame for {STALL_S} s (while probing); the face "
+                     "stage process was stopped"),
+        "huge.mp4": ("failed", "probe", "permanent",
+                     f"VideoError: {corpus / 'huge.mp4'}: frame 8192x8192 over the limit of 10000000 pixels "
+                     "(67108864 pixels)"),
+    }
+
+
+def test_the_good_videos_rows_are_exactly_those_of_a_clean_local_run(flink_faulty_run, clean_output, corpus: Path):
+    output = flink_faulty_run[0]
+    frames = pq.read_table(output / "frames")
+    good_uris = [str(corpus / name) for name in GOOD]
+    mixed = frames.filter(pc.is_in(frames["video_uri"], value_set=pc.cast(good_uris, frames["video_uri"].type)))
+    clean = pq.read_table(clean_output / "frames")
+    order = [(key, "ascending") for key in FRAME_KEYS]
+    assert clean.num_rows > 0 and set(clean["video_uri"].to_pylist()) == set(good_uris)
+    assert mixed.sort_by(order).equals(clean.sort_by(order))
+    assert {name: videos_by_name(output)[name] for name in GOOD} == videos_by_name(clean_output)
