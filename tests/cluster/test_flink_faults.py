@@ -9,13 +9,11 @@ videos' rows are exactly those of a clean run on the local runner, and the job f
 """
 from pathlib import Path
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster.test_flink import flink_flags
-from tests.pipeline.test_fault_isolation import (FAULTS, FLAGS, FRAME_KEYS, GOOD, STALL_S, clean_output, corpus,
-                                                 run_mimamo, videos_by_name, weight_flags)
+from tests.pipeline.test_fault_isolation import (FAULTS, FLAGS, GOOD, STALL_S, assert_good_rows_equal_clean_run,
+                                                 clean_output, corpus, run_mimamo, videos_by_name, weight_flags)
 
 __all__ = ["clean_output", "corpus"]  # fixtures of test_fault_isolation used here
 
@@ -56,12 +54,4 @@ def test_each_bad_video_has_its_row_and_reason(flink_faulty_run, corpus: Path):
 
 
 def test_the_good_videos_rows_are_exactly_those_of_a_clean_local_run(flink_faulty_run, clean_output, corpus: Path):
-    output = flink_faulty_run[0]
-    frames = pq.read_table(output / "frames")
-    good_uris = [str(corpus / name) for name in GOOD]
-    mixed = frames.filter(pc.is_in(frames["video_uri"], value_set=pc.cast(good_uris, frames["video_uri"].type)))
-    clean = pq.read_table(clean_output / "frames")
-    order = [(key, "ascending") for key in FRAME_KEYS]
-    assert clean.num_rows > 0 and set(clean["video_uri"].to_pylist()) == set(good_uris)
-    assert mixed.sort_by(order).equals(clean.sort_by(order))
-    assert {name: videos_by_name(output)[name] for name in GOOD} == videos_by_name(clean_output)
+    assert_good_rows_equal_clean_run(flink_faulty_run[0], clean_output, corpus)

@@ -168,8 +168,8 @@ def test_an_8192x8192_video_fails_on_its_frame_size(faulty_run, corpus):
                            "(67108864 pixels)", row
 
 
-def test_the_good_videos_rows_are_exactly_those_of_a_clean_run(faulty_run, clean_output, corpus):
-    output, _ = faulty_run
+def assert_good_rows_equal_clean_run(output: Path, clean_output: Path, corpus: Path) -> None:
+    """The good clips' ``frames/`` and ``videos/`` rows under ``output`` are exactly those under ``clean_output``."""
     frames = pq.read_table(output / "frames")
     good_uris = [str(corpus / name) for name in GOOD]
     mixed = frames.filter(pc.is_in(frames["video_uri"], value_set=pc.cast(good_uris, frames["video_uri"].type)))
@@ -179,6 +179,10 @@ def test_the_good_videos_rows_are_exactly_those_of_a_clean_run(faulty_run, clean
     assert mixed.sort_by(order).equals(clean.sort_by(order))
     clean_videos = videos_by_name(clean_output)
     assert {name: videos_by_name(output)[name] for name in GOOD} == clean_videos
+
+
+def test_the_good_videos_rows_are_exactly_those_of_a_clean_run(faulty_run, clean_output, corpus):
+    assert_good_rows_equal_clean_run(faulty_run[0], clean_output, corpus)
 
 
 def test_in_process_a_decoder_crash_kills_the_whole_run(corpus, synthetic_weights, tmp_path):
