@@ -11,12 +11,14 @@ import threading
 import urllib.parse
 from typing import Dict, List, Optional, Tuple
 
+from tests.loopback_http import LoopbackHttpServer
+
 _S3_SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code>'
                  b'<Message>Please reduce your request rate.</Message></Error>')
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 
 
-class FaultProxy:
+class FaultProxy(LoopbackHttpServer):
     """Forwards to ``target`` (``http://host:port``); use as a context manager.
 
     Args:
@@ -42,14 +44,7 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (quiet test output)
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(Handler)
 
     def fail(self, method: str, path_fragment: str, times: Optional[int] = None) -> None:
         """Answers 503 to the next ``times`` requests with ``method`` whose path holds ``path_fragment`` (every
@@ -108,12 +103,3 @@ class FaultProxy:
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(payload)
-
-    def __enter__(self) -> "FaultProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()

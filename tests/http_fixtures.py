@@ -13,7 +13,6 @@ It also writes the synthetic weight files these hosts serve, in the official for
 """
 import http.server
 import shutil
-import threading
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Dict, List, Optional
 import torch
 
 from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO, expected_shapes
+from tests.loopback_http import LoopbackHttpServer
 from tests.parity_recipes import gen_state_dict
 
 _CONFIRM_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
@@ -81,7 +81,7 @@ def write_backbone_weights(
     return path
 
 
-class WeightsHosts:
+class WeightsHosts(LoopbackHttpServer):
     """Serves ``drive_files`` (Drive file id -> path) and ``plain_files`` (name -> path) on 127.0.0.1.
 
     Use as a context manager; ``requests`` lists every request path (with query) in arrival order.
@@ -102,13 +102,7 @@ class WeightsHosts:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (quiet test output)
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(Handler)
 
     def drive_url(self, file_id: str, variant: str = "uc") -> str:
         """The share link of a Drive file; ``variant`` is "uc" (form page), "uc-cookie" or "uc-quota"."""
@@ -117,15 +111,6 @@ class WeightsHosts:
     def file_url(self, name: str, route: str = "files") -> str:
         """URL of a plainly served file; ``route`` "short" sends only half of it."""
         return f"{self.base_url}/{route}/{name}"
-
-    def __enter__(self) -> "WeightsHosts":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
     def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         parts = urllib.parse.urlsplit(handler.path)

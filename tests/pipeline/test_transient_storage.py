@@ -34,7 +34,7 @@ STEADY = f"{PREFIX}/steady.mp4"
 def proxy(s3_server, tmp_path_factory) -> Iterator[FaultProxy]:
     """The proxy in front of moto, with the two clips uploaded through it."""
     with FaultProxy(s3_server) as fault_proxy:
-        FileSystems.set_options(PipelineOptions([f"--s3_endpoint_url={fault_proxy.url}", *S3_KEYS]))
+        FileSystems.set_options(PipelineOptions([f"--s3_endpoint_url={fault_proxy.base_url}", *S3_KEYS]))
         folder = tmp_path_factory.mktemp("transient-clips")
         upload(clips.moving_face_clip(folder / "flaky.mp4", n_frames=16, size=(320, 240)), FLAKY)
         upload(clips.no_face_clip(folder / "steady.mp4", n_frames=8), STEADY)
@@ -53,7 +53,7 @@ def flags(output: Path, proxy: FaultProxy, weights) -> List[str]:
     checkpoint, backbone = weights
     return ["--input", f"{PREFIX}/", "--output", str(output), "--checkpoint", str(checkpoint), "--backbone",
             str(backbone), "--length", "8", "--stride", "8", "--compute_batch_size", "8",
-            f"--s3_endpoint_url={proxy.url}", *S3_KEYS]
+            f"--s3_endpoint_url={proxy.base_url}", *S3_KEYS]
 
 
 def read_sorted(folder: Path, keys: List[str]) -> pa.Table:
