@@ -713,10 +713,9 @@ class PredictFrames(beam.PTransform):
 
     def __init__(self, predict_fn: PredictVideoDoFn, smoothing_size_s: Optional[float]):
         super().__init__()
-        self._predict_fn = predict_fn
-        self._smoothing_size_s = smoothing_size_s
+        self._video_results = PredictVideoResults(predict_fn, smoothing_size_s)
 
     def expand(self, uris: beam.PCollection) -> ValenceArousalResult:
         return (uris
-                | "PredictVideoResults" >> PredictVideoResults(self._predict_fn, self._smoothing_size_s)
+                | "PredictVideoResults" >> self._video_results
                 | "SplitVideoResults" >> SplitVideoResults())

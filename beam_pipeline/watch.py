@@ -47,6 +47,7 @@ class WatchReport:
 
 def batch_options(options: PipelineOptions, videos: Sequence[str]) -> PipelineOptions:
     """The options of one batch pipeline: ``options`` with ``videos`` as inputs, outside watch mode."""
+    # kept in memory for the batch's pipeline; what a run writes down goes through options.recordable_options
     values = options.get_all_options(drop_default=True, retain_unknown_options=True)
     values.update(input=list(videos), watch=False)
     return PipelineOptions.from_dictionary(values)
