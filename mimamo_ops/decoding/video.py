@@ -53,6 +53,7 @@ import av.video.reformatter
 import av.video.stream
 import numpy as np
 
+from mimamo_ops.decoding.sources import StreamSource
 from mimamo_ops.errors import VideoError
 from mimamo_ops.runtime.threads import decoder_threads
 
@@ -61,7 +62,8 @@ __all__ = ["MAX_UNDECODABLE_SHARE", "DecodeReport", "VideoFrame", "VideoInfo", "
 
 logger = logging.getLogger(__name__)
 
-VideoSource = Union[str, os.PathLike, BinaryIO]
+# A local path, an open file-like object (read once), or a ``StreamSource`` (opened afresh by each pass)
+VideoSource = Union[str, os.PathLike, BinaryIO, StreamSource]
 _FALLBACK_FPS = 30.0
 MAX_UNDECODABLE_SHARE = 0.5  # a video with more than this share of undecodable frame slots fails
 _MAX_REORDER_PACKETS = 32  # without decode timestamps, a pts is ranked once this many later packets are pending
@@ -75,7 +77,8 @@ class VideoInfo:
     """What the container says about the first video stream.
 
     Attributes:
-        path: the file name (for file-like sources, their ``name`` attribute or ``"<stream>"``).
+        path: the file name (for a ``StreamSource`` its name; for file-like sources, their ``name`` attribute or
+            ``"<stream>"``).
         width: frame width in pixels, after rotation.
         height: frame height in pixels, after rotation.
         fps: average frame rate in frames/s (the seed smooths over ``round(fps)`` frames, spec 11.2 step 5).
@@ -575,18 +578,34 @@ def _video_stream(container: av.container.InputContainer, name: str) -> av.video
 
 @contextmanager
 def _open_container(source: VideoSource, name: str) -> Iterator[av.container.InputContainer]:
-    """Opens ``source`` for reading; turns every opening failure into a VideoError naming the file."""
+    """Opens ``source`` for reading; turns every failure to open a container into a VideoError naming the file
+    (the ``OSError`` of a ``StreamSource`` that cannot be read at all is raised as it is)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.exists(path):
             raise VideoError(f"{name}: no such file")
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise VideoError(f"{name}: empty file (0 bytes)")
-        target = path
+        with _opened_container(path, name) as container:
+            yield container
+    elif isinstance(source, StreamSource):
+        stream = source.open()  # a storage error stays itself (OSError), so that callers can retry what may pass
+        try:
+            if _is_empty_stream(stream):
+                raise VideoError(f"{name}: empty file (0 bytes)")
+            with _opened_container(stream, name) as container:
+                yield container
+        finally:
+            stream.close()
     else:
         if _is_empty_stream(source):
             raise VideoError(f"{name}: empty file (0 bytes)")
-        target = source
+        with _opened_container(source, name) as container:
+            yield container
+
+
+@contextmanager
+def _opened_container(target: Union[str, BinaryIO], name: str) -> Iterator[av.container.InputContainer]:
     try:
         container = av.open(target, mode="r")
     except _DECODE_ERRORS as exc:
@@ -613,6 +632,8 @@ def _is_empty_stream(fileobj: BinaryIO) -> bool:
 def _name_of(source: VideoSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
+    if isinstance(source, StreamSource):
+        return source.name
     name = getattr(source, "name", None)
     return name if isinstance(name, str) else "<stream>"
 

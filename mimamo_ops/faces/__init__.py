@@ -19,7 +19,8 @@ scheduling, matching, track ids), ``shots``, ``identity``, ``builtin_stage``, ``
 ``openface_stage``, ``output`` (OpenFace-layout crops and CSV on disk), ``backends`` (the stage names, light to
 import), ``stages`` (``make_face_extractor``), ``evaluation`` (scoring against labelled photos),
 ``isolated_stage`` (probe, decoding and the face stage of each video in a supervised child process, so that a
-native crash, a hang or a memory blow-up costs one video) and ``isolation`` (its settings and defaults).
+native crash, a hang or a memory blow-up costs one video), ``served_source`` (how that child reads a video the
+parent streams from storage) and ``isolation`` (its settings and defaults).
 
 May import ``mimamo_ops.decoding``, ``mimamo_ops.runtime`` and ``mimamo_ops.errors``; never the model or the
 outputs. Start reading at ``stages.make_face_extractor`` and ``builtin_stage.TrackingFaceExtractor``.

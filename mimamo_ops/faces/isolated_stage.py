@@ -8,11 +8,13 @@ fails the job). ``IsolatedFaceStage`` therefore runs them in a long-lived child 
 of its own, so that Ctrl-C is the parent's to handle and a kill also ends what the child started), which loads the
 face models once and serves one video at a time:
 
-    parent -> child: ("video", path), ("credit", n), ("cancel", None), ("stop", None)
+    parent -> child: ("video", path), ("served_video", name), ("credit", n), ("cancel", None), ("stop", None)
     child -> parent: ("ready", None), ("info", VideoInfo), ("frame", FrameFaces) ..., ("end", DecodeReport),
                      ("error", packed exception), ("failed", packed exception), ("cancelled", None), ("log", record)
 
-The child probes the video (``probe_video``, which checks the frame size before decoding any frame), then streams
+A video given as a ``StreamSource`` (a remote object streamed from storage) is read by the child through a second
+socket pair: the parent serves its bytes (``served_source``), so the storage client and its credentials stay in
+the parent. The child probes the video (``probe_video``, which checks the frame size before decoding any frame), then streams
 one ``FrameFaces`` per decoded frame (the aligned uint8 crops and their facts) and finally the ``DecodeReport``. It
 runs ahead of the parent by at most ``depth_frames`` frames (credits: the parent grants frames as it takes them),
 so the parent's networks work on one frame while the child decodes and finds faces in the next ones; this
@@ -52,10 +54,12 @@ import time
 import traceback
 from typing import Callable, Iterator, Optional, Tuple
 
-from mimamo_ops.decoding.video import DecodeReport, VideoInfo, probe_video
+from mimamo_ops.decoding.sources import StreamSource
+from mimamo_ops.decoding.video import DecodeReport, VideoInfo, VideoSource, probe_video
 from mimamo_ops.errors import FaceStageError
 from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FrameFaces
+from mimamo_ops.faces.served_source import ServedSource, SourceServer, source_client
 from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.runtime.prefetch import prefetch
 from mimamo_ops.runtime.threads import apply_thread_budget
@@ -72,14 +76,15 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _HEADER = struct.Struct("!Q")  # message length in bytes, before each pickled message
 # A process group of its own (Python 3.10 has no process_group: a session of its own is one too).
 _OWN_PROCESS_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
-_CHILD_MAIN = "import sys; from mimamo_ops.faces.isolated_stage import serve_child; serve_child(int(sys.argv[1]))"
+_CHILD_MAIN = ("import sys; from mimamo_ops.faces.isolated_stage import serve_child; "
+               "serve_child(int(sys.argv[1]), int(sys.argv[2]))")
 
 
 class OpenedVideo:
     """A video whose probe succeeded; its frames stream from ``frames``.
 
     Attributes:
-        path: the local file.
+        path: the local file, or the name of the ``StreamSource``.
         info: what the probe read (``VideoInfo``: size, fps, frame count, ...).
         report: the decoder's damage counts, filled in once ``frames`` is exhausted.
         frames: one ``FrameFaces`` per decoded frame, in order. Raises ``VideoError`` or ``FaceStageError`` (or
@@ -97,7 +102,7 @@ class OpenedVideo:
 class FaceStage(abc.ABC):
     """Probe, decoding and the face stage of one video at a time (``IsolatedFaceStage``, ``InProcessFaceStage``).
 
-    Use: ``start()`` (begins loading the face models), ``wait_ready()``, then ``open_video(path)`` per video, and
+    Use: ``start()`` (begins loading the face models), ``wait_ready()``, then ``open_video(source)`` per video, and
     ``close()`` at the end (also as a context manager).
     """
 
@@ -114,8 +119,9 @@ class FaceStage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def open_video(self, path: str) -> OpenedVideo:
-        """Probes ``path`` and starts its decoding and face stage.
+    def open_video(self, source: VideoSource) -> OpenedVideo:
+        """Probes ``source`` (a local path, or a ``StreamSource`` for the built-in stages) and starts its decoding
+        and face stage.
 
         Raises:
             VideoError: the file cannot be opened, is not a video, or its frames are over ``max_frame_pixels``.
@@ -169,12 +175,12 @@ class InProcessFaceStage(FaceStage):
     def wait_ready(self) -> None:
         self.start()
 
-    def open_video(self, path: str) -> OpenedVideo:
+    def open_video(self, source: VideoSource) -> OpenedVideo:
         self.start()
-        info = probe_video(path, max_frame_pixels=self._isolation.max_frame_pixels)
+        info = probe_video(source, max_frame_pixels=self._isolation.max_frame_pixels)
         report = DecodeReport()
-        frames = prefetch(self._extractor.extract(path, report=report), self._isolation.depth_frames)
-        return OpenedVideo(path, info, report, frames)
+        frames = prefetch(self._extractor.extract(source, report=report), self._isolation.depth_frames)
+        return OpenedVideo(str(source), info, report, frames)
 
     def close(self) -> None:
         self._extractor = None
@@ -300,11 +306,12 @@ class _MemoryWatch:
 
 
 class _Child:
-    """One child process, its channel and its memory watch."""
+    """One child process, its channel, the server of its streamed videos' bytes and its memory watch."""
 
-    def __init__(self, process: subprocess.Popen, channel: _Channel):
+    def __init__(self, process: subprocess.Popen, channel: _Channel, sources: SourceServer):
         self.process = process
         self.channel = channel
+        self.sources = sources
         self.memory = _MemoryWatch(process.pid)
         self.ready_bytes: Optional[int] = None  # resident set once the models were loaded
 
@@ -328,6 +335,7 @@ class _Child:
                 pass
         code = self.process.wait()
         self.channel.close()
+        self.sources.close()
         return code
 
 
@@ -366,17 +374,24 @@ class IsolatedFaceStage(FaceStage):
         if self._child is not None:
             return
         parent_end, child_end = socket.socketpair()
+        sources_end, child_sources_end = socket.socketpair()
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        child_fds = (child_end.fileno(), child_sources_end.fileno())
         try:
             process = subprocess.Popen(  # pylint: disable=consider-using-with  # lives until stop()
-                [sys.executable, "-c", _CHILD_MAIN, str(child_end.fileno())], pass_fds=(child_end.fileno(),),
+                [sys.executable, "-c", _CHILD_MAIN, *map(str, child_fds)], pass_fds=child_fds,
                 stdin=subprocess.DEVNULL, env=env, **_OWN_PROCESS_GROUP)
+        except BaseException:
+            parent_end.close()
+            sources_end.close()
+            raise
         finally:
             child_end.close()
+            child_sources_end.close()
         channel = _Channel(parent_end)
-        self._child = _Child(process, channel)
+        self._child = _Child(process, channel, SourceServer(sources_end))
         LOGGER.info("face stage process %d started", process.pid)
         # first the import path, so that the second message's factory unpickles (a test's class, say)
         self._send(("init", {"sys_path": list(sys.path), "parent_pid": os.getpid()}))
@@ -419,7 +434,7 @@ class IsolatedFaceStage(FaceStage):
                             child.ready_bytes // _MB)
                 return
 
-    def open_video(self, path: str) -> OpenedVideo:
+    def open_video(self, source: VideoSource) -> OpenedVideo:
         if self._streaming is not None:
             self._streaming.abandon()
         self._restart_if_bloated()
@@ -427,7 +442,13 @@ class IsolatedFaceStage(FaceStage):
         child = self._child
         start_bytes = _resident_bytes(child.process.pid) or 0
         child.memory.watch(start_bytes, self._isolation.video_memory_budget_mb * _MB)
-        self._send(("video", path))
+        path = str(source)
+        if isinstance(source, StreamSource):
+            child.sources.serve(source)
+            self._send(("served_video", source.name))
+        else:
+            child.sources.serve(None)
+            self._send(("video", os.fspath(source)))
         stream = _VideoStream(self, path)
         kind, value = stream.receive("while probing")
         if kind == "error":
@@ -628,21 +649,23 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def serve_child(fd: int) -> None:
+def serve_child(fd: int, sources_fd: int) -> None:
     """The child process's main loop: loads the face stage, then serves videos until told to stop.
 
     Args:
-        fd: the file descriptor of the child's end of the socket pair.
+        fd: the file descriptor of the child's end of the message socket pair.
+        sources_fd: the file descriptor of the child's end of the socket pair that streamed videos are read
+            through (``served_source``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (a watch run finishes its batch)
     channel = _Channel(socket.socket(fileno=fd))
     try:
-        _serve(channel)
+        _serve(channel, source_client(sources_fd))
     except (EOFError, OSError):  # the parent closed the channel or is gone
         pass
 
 
-def _serve(channel: _Channel) -> None:
+def _serve(channel: _Channel, sources) -> None:
     kind, init = channel.recv()
     if kind != "init":
         raise RuntimeError(f"the face stage process expected 'init', got {kind!r}")
@@ -663,12 +686,13 @@ def _serve(channel: _Channel) -> None:
         kind, value = channel.recv()
         if kind == "stop":
             return
-        if kind == "video":
-            _serve_video(channel, extractor, value, build["max_frame_pixels"], build["depth_frames"])
+        if kind in ("video", "served_video"):
+            source = value if kind == "video" else ServedSource(value, sources)
+            _serve_video(channel, extractor, source, build["max_frame_pixels"], build["depth_frames"])
         # credits and cancels that arrive after a video ended are stale: nothing to do
 
 
-def _serve_video(channel: _Channel, extractor: FaceExtractor, path: str, max_frame_pixels: int,
+def _serve_video(channel: _Channel, extractor: FaceExtractor, path: VideoSource, max_frame_pixels: int,
                  depth_frames: int) -> None:
     """Probes one video and streams its frames within the parent's credit; errors go to the parent."""
     try:

@@ -134,6 +134,9 @@ class OpenFaceExtractor(FaceExtractor):
             FaceStageError: OpenFace failed (exit status and the tail of its stderr in the message) or its
                 outputs are unreadable.
         """
+        if not isinstance(video_path, (str, os.PathLike)):
+            raise FaceStageError(f"{video_path}: OpenFace reads local files only, and this video was not copied to "
+                                 f"the local disk")
         info = probe_video(video_path)
         with tempfile.TemporaryDirectory(prefix="mimamo_openface_") as out_dir:
             out_dir = Path(out_dir)

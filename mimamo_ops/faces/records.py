@@ -204,7 +204,8 @@ class FaceExtractor(abc.ABC):
         """Streams the faces of every decoded frame of ``video_path``, in frame order.
 
         Args:
-            video_path: a local video file.
+            video_path: a local video file, or a ``StreamSource`` (the built-in stages decode it with PyAV;
+                OpenFace reads local files only).
             report: filled in with the decoder's damage counts once the video is decoded to its end, by face
                 stages that decode the video themselves (the dlib stage; OpenFace decodes on its own).
 
