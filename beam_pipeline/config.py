@@ -7,7 +7,7 @@ type, choices and help; ``read_settings`` checks keyword arguments against them 
 ``model_and_face_configs`` turns them into the configs of ``mimamo_ops``.
 """
 import argparse
-from typing import Any, Dict, Iterable, Mapping, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from beam_pipeline.flags import add_mimamo_arguments
 from beam_pipeline.options import validate_options
@@ -17,12 +17,12 @@ from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.model.predictor import ModelConfig
 
 __all__ = ["FACE_SETTINGS", "MODEL_SETTINGS", "PREDICT_SETTINGS", "face_config_from", "isolation_config_from",
-           "model_and_face_configs", "read_settings"]
+           "model_and_face_configs", "read_settings", "video_disk_budget_bytes"]
 
 # Settings of the face stage, and of the model side; a transform accepts the ones it uses.
 FACE_SETTINGS = ("face_backend", "multi_face", "face_size", "mask", "openface_path", "device", "runtime",
                  "threads_per_worker", "max_frame_pixels", "video_memory_budget_mb", "stall_timeout_s",
-                 "face_stage_in_process")
+                 "face_stage_in_process", "video_disk_budget_mb")
 MODEL_SETTINGS = ("checkpoint", "backbone", "model_name", "feature_layer", "device", "precision", "runtime",
                   "threads_per_worker", "gru_sequence_snippets", "compute_batch_size", "num_phase", "phase_size",
                   "length", "stride", "height", "nbands", "scale_factor")
@@ -109,6 +109,12 @@ def isolation_config_from(settings: argparse.Namespace) -> IsolationConfig:
         video_memory_budget_mb=settings.video_memory_budget_mb,
         stall_timeout_s=settings.stall_timeout_s,
     )
+
+
+def video_disk_budget_bytes(settings: argparse.Namespace) -> Optional[int]:
+    """The largest remote video copied to the temp disk, in bytes (``--video_disk_budget_mb``), or None."""
+    budget_mb = settings.video_disk_budget_mb
+    return None if budget_mb is None else int(budget_mb * (1 << 20))
 
 
 def model_and_face_configs(settings: argparse.Namespace, worker_processes: int) -> Tuple[ModelConfig, FaceConfig]:

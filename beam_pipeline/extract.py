@@ -12,10 +12,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from beam_pipeline.config import FACE_SETTINGS, face_config_from, isolation_config_from, read_settings
+from beam_pipeline.config import (FACE_SETTINGS, face_config_from, isolation_config_from, read_settings,
+                                  video_disk_budget_bytes)
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.remote_files import open_local_copy
+from beam_pipeline.remote_files import open_video_source
 from beam_pipeline.faults import classify_error
 from beam_pipeline.rows import FaceCropRow, VideoRow, compute_video_id, failed_video_row, with_row_type
 from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
@@ -57,8 +58,9 @@ class ExtractFacesDoFn(beam.DoFn):
     """
 
     def __init__(self, face_config: FaceConfig, threads: int = 0, isolation: IsolationConfig = IsolationConfig(),
-                 extractor_factory=make_face_extractor):
+                 extractor_factory=make_face_extractor, disk_budget_bytes: Optional[int] = None):
         self._face_config = face_config
+        self._disk_budget_bytes = disk_budget_bytes
         self._threads = threads
         self._isolation = isolation
         self._extractor_factory = extractor_factory
@@ -81,9 +83,10 @@ class ExtractFacesDoFn(beam.DoFn):
     def process(self, uri: str) -> Iterator:
         stage = "read"
         try:
-            with open_local_copy(uri) as local_path:
+            with open_video_source(uri, self._disk_budget_bytes,
+                                   local_file_only=self._face_config.openface_path is not None) as source:
                 stage = "probe"
-                video = self._faces.open_video(local_path)
+                video = self._faces.open_video(source)
                 info, report = video.info, video.report
                 stage = "faces"
                 video_id = compute_video_id(uri)
@@ -145,7 +148,8 @@ class ExtractFaces(beam.PTransform):
         uris = inputs | "DistinctVideoUris" >> DistinctVideoUris()
         extracted = uris | "ExtractFaces" >> beam.ParDo(
             ExtractFacesDoFn(self._face_config, self._settings.threads_per_worker,
-                             isolation_config_from(self._settings))).with_outputs(
+                             isolation_config_from(self._settings),
+                             disk_budget_bytes=video_disk_budget_bytes(self._settings))).with_outputs(
                 _VIDEOS_TAG, main="faces")
         videos = with_row_type(extracted[_VIDEOS_TAG], VideoRow, "TypeVideoRows")
         failed = videos | "KeyFailedUris" >> beam.FlatMap(_failed_uri)

@@ -182,6 +182,13 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         f"process is killed and that video fails ('no new frame for N s'). Default: {DEFAULT_STALL_TIMEOUT_S:g}.",
     )
     guard_group.add_argument(
+        "--video_disk_budget_mb", type=float, default=None,
+        help="Largest remote video (gs://, s3://) copied to the worker's temp disk, in MB (2**20 bytes); a larger "
+        "one, or one that does not fit the free space, is decoded straight from storage (read twice: probe and "
+        "decode). Default: no budget, copy whatever fits. With --openface_path a video over it fails, since "
+        "OpenFace reads local files only.",
+    )
+    guard_group.add_argument(
         "--face_stage_in_process", action="store_true", default=False,
         help="Decode and find faces in the worker process itself instead of a supervised child process per "
         "worker (the default, which costs one video for a native crash, a hang or a memory blow-up). In "

@@ -29,7 +29,7 @@ __all__ = ["EXECUTION_ONLY_OPTIONS", "MimamoOptions", "identity_options", "is_se
 # MIMAMO options that change how a run executes, never its rows: a run may be resumed with other values.
 EXECUTION_ONLY_OPTIONS = frozenset({
     "progress_dir", "log", "logdir", "n_workers", "videos_per_commit", "watch", "watch_interval",
-    "watch_batch_size",
+    "watch_batch_size", "video_disk_budget_mb",
 })
 
 
@@ -78,6 +78,8 @@ def validate_options(options: MimamoOptions, require_io: bool = True, prefix: st
              "must be >= 0 (0: automatic)")
     _require(options.face_size >= 16, "face_size", options.face_size, "must be >= 16 pixels")
     _require(options.max_frame_pixels >= 1, "max_frame_pixels", options.max_frame_pixels, "must be >= 1 pixel")
+    _require(options.video_disk_budget_mb is None or options.video_disk_budget_mb >= 0, "video_disk_budget_mb",
+             options.video_disk_budget_mb, "must be >= 0 MB")
     _require(options.video_memory_budget_mb >= 1, "video_memory_budget_mb", options.video_memory_budget_mb,
              "must be >= 1 MB")
     _require(options.stall_timeout_s > 0, "stall_timeout_s", options.stall_timeout_s, "must be > 0 seconds")

@@ -33,13 +33,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from beam_pipeline import faults
-from beam_pipeline.config import PREDICT_SETTINGS, isolation_config_from, model_and_face_configs, read_settings
+from beam_pipeline.config import (PREDICT_SETTINGS, isolation_config_from, model_and_face_configs, read_settings,
+                                  video_disk_budget_bytes)
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.model_loading import load_model
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.progress_records import ProgressWriter
-from beam_pipeline.remote_files import cache_remote_weights, is_remote, open_local_copy, weights_sha256
+from beam_pipeline.remote_files import RemoteVideo, cache_remote_weights, is_remote, open_video_source, weights_sha256
 from beam_pipeline.rows import (FrameRow, SnippetRow, VideoResult, VideoRow, arrow_schema, compute_video_id,
                                 failed_video_row, with_row_type)
 from mimamo_ops import __version__
@@ -267,6 +268,8 @@ class PredictVideoDoFn(beam.DoFn):
             isolated, since the child process calls it).
         clock: monotonic clock in seconds (injected in unit tests).
         isolation: whether the face stage runs in a supervised child process, and its limits.
+        disk_budget_bytes: the largest remote video copied to the temp disk (``remote_files.open_video_source``);
+            None: whatever fits.
     """
 
     def __init__(
@@ -279,6 +282,7 @@ class PredictVideoDoFn(beam.DoFn):
         extractor_factory: Callable[[FaceConfig], FaceExtractor] = make_face_extractor,
         clock: Callable[[], float] = time.perf_counter,
         isolation: IsolationConfig = IsolationConfig(),
+        disk_budget_bytes: Optional[int] = None,
     ):
         self._model_config = model_config
         self._face_config = face_config
@@ -288,6 +292,7 @@ class PredictVideoDoFn(beam.DoFn):
         self._extractor_factory = extractor_factory
         self._clock = clock
         self._isolation = isolation
+        self._disk_budget_bytes = disk_budget_bytes
         self._shared_model = shared.Shared()
         self._model: Optional[MimamoModel] = None
         self._faces: Optional[FaceStage] = None
@@ -296,7 +301,7 @@ class PredictVideoDoFn(beam.DoFn):
         self._counters = {
             name: Metrics.counter(METRICS_NAMESPACE, name)
             for name in ("videos_ok", "videos_failed", "videos_no_face", "frames_decoded", "frames_with_face",
-                         "faces_found", "snippets")
+                         "faces_found", "snippets", "videos_streamed")
         }
         self._latencies = {
             name: Metrics.distribution(METRICS_NAMESPACE, name)
@@ -359,9 +364,12 @@ class PredictVideoDoFn(beam.DoFn):
 
     def _predict_video(self, uri: str) -> Generator[object, None, VideoRow]:
         """Yields the video's outputs and returns its summary row; errors come out as ``_StageError``."""
-        with _stage("read"), open_local_copy(uri) as local_path:
+        with _stage("read"), open_video_source(uri, self._disk_budget_bytes,
+                                               local_file_only=self._face_config.openface_path is not None) as source:
+            if isinstance(source, RemoteVideo):
+                self._counters["videos_streamed"].inc()
             with _stage("probe"):
-                video = self._faces.open_video(local_path)  # probes; decoding and faces go on in the background
+                video = self._faces.open_video(source)  # probes; decoding and faces go on in the background
             info, report, frames = video.info, video.report, video.frames
             faces: Dict[int, _FaceState] = {}
             frames_decoded = frames_with_face = 0
@@ -658,7 +666,8 @@ class PredictValenceArousal(beam.PTransform):
                                            worker_processes=worker_processes_per_machine(options))
         return PredictVideoDoFn(model_config, self._face_config, progress_dir=self._progress_dir,
                                 keep_snippet_rows=self._settings.keep_intermediates,
-                                isolation=isolation_config_from(self._settings))
+                                isolation=isolation_config_from(self._settings),
+                                disk_budget_bytes=video_disk_budget_bytes(self._settings))
 
     def expand(self, inputs: beam.PCollection) -> ValenceArousalResult:
         return (inputs

@@ -1,11 +1,15 @@
-"""Remote files for the pipeline: local temp copies of videos and a per-worker cache of the weight files.
+"""Remote files for the pipeline: remote videos copied or streamed to the decoder, and a per-worker cache of the
+weight files.
 
 Everything goes through Beam's ``FileSystems``, so ``gs://``, ``s3://`` and local paths work alike (the scheme's
 options, e.g. ``--s3_endpoint_url``, come from the pipeline options that Beam hands to ``FileSystems``).
 
-* Videos: the face stage needs a file on disk, so a remote video is streamed into a temp file that is removed
-  when the ``open_local_copy`` block ends, whatever happens inside it. The copy is bounded: it is refused before
-  it starts when the temp folder lacks room for it (plus a margin), and it is checked to be complete.
+* Videos (``open_video_source``): a remote video is copied into a temp file, removed when the block ends whatever
+  happens inside it, when it fits both the disk budget (``--video_disk_budget_mb``; no budget: any size) and the
+  temp folder's free space (less a margin); the copy is checked to be complete. Otherwise it is decoded straight
+  from storage (``RemoteVideo``: ``FileSystems.open``'s seekable stream, opened once by the probe and once by the
+  decode), so a worker with less free disk than a video's size still processes it, at the cost of reading
+  it twice. The OpenFace binary reads local files only: with it a video that cannot be copied is refused.
 * Weights: a ``gs://``/``s3://`` weights file is downloaded once per machine into ``<cache>/remote/<key>/``
   (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where ``<key>`` hashes the URI,
   size and modification time, so a changed object is fetched again. The processes of a machine take turns on
@@ -31,14 +35,16 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterator, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, Optional, Tuple, Union
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.faults import retry_transient
 from beam_pipeline.storage import is_remote, local_path as _local_path
 
+from mimamo_ops.decoding.sources import StreamSource
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
 from mimamo_ops.model.checkpoints import BACKBONE, DESCRIPTIONS, MIMAMO, sha256_file
 from mimamo_ops.model.predictor import ModelConfig
@@ -46,8 +52,10 @@ from mimamo_ops.runtime.cache_dirs import default_cache_dir
 from mimamo_ops.weights.cache import SHA256_ENV, resolve_weights, verify_weights_file
 
 __all__ = [
+    "RemoteVideo",
     "is_remote",
     "open_local_copy",
+    "open_video_source",
     "cache_remote_weights",
     "resolve_weight_uris",
     "weights_sha256",
@@ -94,13 +102,75 @@ def _download(uri: str, target: Path, expected_bytes: int, digest=None) -> None:
         raise OSError(errno.EIO, f"{uri}: copied {copied} bytes but the object has {expected_bytes}")
 
 
+def _free_bytes(directory: str) -> int:
+    return shutil.disk_usage(directory).free
+
+
 def _check_room(uri: str, directory: str, size_bytes: int) -> None:
-    free = shutil.disk_usage(directory).free
+    free = _free_bytes(directory)
     if size_bytes + FREE_SPACE_MARGIN_BYTES > free:
         raise OSError(
             errno.ENOSPC, f"{uri}: {size_bytes} bytes do not fit in {directory} ({free} bytes free, "
             f"{FREE_SPACE_MARGIN_BYTES} kept free); point TMPDIR at a larger disk"
         )
+
+
+class RemoteVideo(StreamSource):
+    """A remote video decoded straight from storage: each ``open()`` is a new ``FileSystems`` read stream.
+
+    Only the URI is held (``name``); the storage client and its options are those Beam gave this process's
+    ``FileSystems``, and they never leave it (the isolated face stage reads the bytes through this process).
+    """
+
+    def open(self) -> BinaryIO:
+        return retry_transient(
+            lambda: FileSystems.open(self.name, mime_type="application/octet-stream",
+                                     compression_type=CompressionTypes.UNCOMPRESSED),
+            f"{self.name}: open")
+
+
+@contextlib.contextmanager
+def open_video_source(uri: str, disk_budget_bytes: Optional[int] = None, local_file_only: bool = False,
+                      temp_dir: Optional[str] = None) -> Iterator[Union[str, RemoteVideo]]:
+    """Yields what the decoder reads ``uri`` from: a local path, a temp copy, or a ``RemoteVideo`` (module
+    docstring).
+
+    Args:
+        uri: a local path, ``file://`` URI or remote URI (``gs://``, ``s3://``).
+        disk_budget_bytes: the largest remote video copied to the temp disk, in bytes; larger ones are streamed.
+            None: any video that fits the free space.
+        local_file_only: the face stage reads local files only (OpenFace): copy or refuse, never stream.
+        temp_dir: where temp copies go; default the system temp folder (``$TMPDIR``).
+
+    Yields:
+        A local file path (with the file name of ``uri``: the demuxer may use the extension, and messages name
+        the file), or a ``RemoteVideo`` named ``uri``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        OSError: the storage failed, a copy came out incomplete (after the retries of ``faults.IO_RETRY``), or,
+            with ``local_file_only``, the video does not fit the budget or the temp disk.
+    """
+    if not is_remote(uri):
+        path = _local_path(uri)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"{uri}: no such file")
+        yield path
+        return
+    size_bytes, _ = retry_transient(lambda: _stat(uri), f"{uri}: stat")
+    if local_file_only and disk_budget_bytes is not None and size_bytes > disk_budget_bytes:
+        raise OSError(errno.ENOSPC, f"{uri}: {size_bytes} bytes are over the disk budget of {disk_budget_bytes} "
+                                    f"bytes, and OpenFace reads local files only")
+    if not local_file_only:
+        directory = temp_dir or tempfile.gettempdir()
+        too_big = disk_budget_bytes is not None and size_bytes > disk_budget_bytes
+        if too_big or size_bytes + FREE_SPACE_MARGIN_BYTES > _free_bytes(directory):
+            LOGGER.info("%s: %d bytes, %s; decoding it from storage", uri, size_bytes,
+                        "over the disk budget" if too_big else f"more than {directory} has free")
+            yield RemoteVideo(uri)
+            return
+    with open_local_copy(uri, temp_dir) as local_path:
+        yield local_path
 
 
 @contextlib.contextmanager
@@ -112,8 +182,7 @@ def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
         temp_dir: where temp copies go; default the system temp folder (``$TMPDIR``).
 
     Yields:
-        A local file path with the same file name as ``uri`` (the video reader picks its demuxer from the
-        extension, and error messages name the file).
+        A local file path with the same file name as ``uri``.
 
     Raises:
         FileNotFoundError: the file does not exist.

@@ -4,6 +4,7 @@
 the module runs) and moto's server mode for S3 (Beam's ``--s3_endpoint_url`` options). The same clips run
 locally, gs:// -> gs:// and s3:// -> s3://; the rows must be the same.
 """
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,13 +18,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline import remote_files
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
-from beam_pipeline.remote_files import cache_remote_weights, open_local_copy
+from beam_pipeline.metrics import METRICS_NAMESPACE
+from beam_pipeline.remote_files import RemoteVideo, cache_remote_weights, open_local_copy, open_video_source
 from beam_pipeline.rows import compute_video_id
 from beam_pipeline.run import run
+from mimamo_ops.decoding.video import probe_video
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
 from mimamo_ops.model.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
 from tests import clips
@@ -90,8 +94,9 @@ def local_tables(cloud_clips, synthetic_weights, tmp_path_factory) -> Tuple[pa.T
     return pq.read_table(output / "frames"), pq.read_table(output / "videos")
 
 
-def run_remote(scheme: str, cloud_clips: Path, synthetic_weights, extra_flags: List[str]) -> str:
-    """Uploads the clips and the checkpoint under ``<scheme>://BUCKET/`` and runs the pipeline remote -> remote.
+def run_remote(scheme: str, cloud_clips: Path, synthetic_weights, extra_flags: List[str], out: str = "out"):
+    """Uploads the clips and the checkpoint under ``<scheme>://BUCKET/`` and runs the pipeline remote -> remote,
+    into ``<scheme>://BUCKET/<out>``; returns (root URI, the run's result).
 
     The 94 MB backbone stays local to keep the module fast; the same code fetches either file.
     """
@@ -100,9 +105,9 @@ def run_remote(scheme: str, cloud_clips: Path, synthetic_weights, extra_flags: L
         upload(clip, f"{root}/clips/{clip.name}")
     checkpoint, backbone = synthetic_weights
     upload(checkpoint, f"{root}/weights/{checkpoint.name}")
-    run(pipeline_flags(f"{root}/clips/", f"{root}/out", f"{root}/weights/{checkpoint.name}", str(backbone))
-        + extra_flags)
-    return root
+    result = run(pipeline_flags(f"{root}/clips/", f"{root}/{out}", f"{root}/weights/{checkpoint.name}",
+                                str(backbone)) + extra_flags)
+    return root, result
 
 
 def assert_same_rows_as_local(local: pa.Table, remote: pa.Table, local_folder: Path, remote_folder: str,
@@ -121,7 +126,7 @@ def assert_same_rows_as_local(local: pa.Table, remote: pa.Table, local_folder: P
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
 def test_remote_to_remote_run_gives_the_same_rows_as_a_local_run(scheme, storage, cloud_clips, synthetic_weights,
                                                                  local_tables):
-    root = run_remote(scheme, cloud_clips, synthetic_weights, s3_flags(storage["s3"]))
+    root, _ = run_remote(scheme, cloud_clips, synthetic_weights, s3_flags(storage["s3"]))
     local_frames, local_videos = local_tables
     assert_same_rows_as_local(local_frames, read_remote_table(f"{root}/out/frames"), cloud_clips,
                               f"{root}/clips/", KEY_COLUMNS)
@@ -159,13 +164,46 @@ def test_a_remote_video_is_copied_whole_and_the_copy_is_always_removed(scheme, s
     assert not Path(local_path).exists() and temp_copies() == before
 
 
-def test_a_remote_video_that_does_not_fit_the_temp_disk_is_refused_before_copying(storage, cloud_clips,
-                                                                                   monkeypatch):
-    uri = f"gs://{BUCKET}/copies/too_big.mp4"
-    upload(cloud_clips / "one_face.mp4", uri)
+def test_a_remote_video_over_the_disk_budget_is_decoded_from_storage_with_a_local_runs_rows(storage, cloud_clips,
+                                                                                             synthetic_weights,
+                                                                                             local_tables):
+    """On S3 with credentials given as options: the face stage's process reads the bytes through the worker."""
+    budget_mb = 0.01
+    assert all(path.stat().st_size > budget_mb * (1 << 20) for path in cloud_clips.iterdir())
+    root, result = run_remote("s3", cloud_clips, synthetic_weights,
+                              s3_flags(storage["s3"]) + [f"--video_disk_budget_mb={budget_mb}"], out="streamed")
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    assert {c.key.metric.name: c.committed for c in query["counters"]}["videos_streamed"] == 2
+    local_frames, local_videos = local_tables
+    assert_same_rows_as_local(local_frames, read_remote_table(f"{root}/streamed/frames"), cloud_clips,
+                              f"{root}/clips/", KEY_COLUMNS)
+    videos = read_remote_table(f"{root}/streamed/videos")
+    assert_same_rows_as_local(local_videos.drop_columns(["error"]), videos.drop_columns(["error"]), cloud_clips,
+                              f"{root}/clips/", ["video_uri"])
+    failed = {row["video_uri"]: row["error"] for row in videos.to_pylist()}[f"{root}/clips/corrupt.mp4"]
+    assert failed.startswith(f"VideoError: {root}/clips/corrupt.mp4: cannot open")  # named by its URI
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_a_remote_video_larger_than_the_free_temp_disk_is_streamed_never_copied(scheme, storage, cloud_clips,
+                                                                                 monkeypatch):
+    uri = f"{scheme}://{BUCKET}/copies/too_big.mp4"
+    clip = cloud_clips / "one_face.mp4"
+    upload(clip, uri)
     before = temp_copies()
-    monkeypatch.setattr(remote_files, "FREE_SPACE_MARGIN_BYTES", 1 << 60)
-    with pytest.raises(OSError, match="do not fit"), open_local_copy(uri):
+    monkeypatch.setattr(remote_files, "_free_bytes", lambda directory: clip.stat().st_size - 1)
+    with open_video_source(uri) as source:
+        assert isinstance(source, RemoteVideo) and source.name == uri and temp_copies() == before
+        with source.open() as first, source.open() as second:  # each pass reads from byte 0, on its own
+            assert first.read(100) == clip.read_bytes()[:100]
+            second.seek(-50, os.SEEK_END)
+            assert second.read() == clip.read_bytes()[-50:]
+        assert probe_video(source) == dataclasses.replace(probe_video(clip), path=uri)
+    # OpenFace reads local files only: there the video is refused before anything is copied
+    with pytest.raises(OSError, match="do not fit"), open_video_source(uri, local_file_only=True):
+        pass
+    with pytest.raises(OSError, match="over the disk budget"), open_video_source(uri, disk_budget_bytes=1000,
+                                                                                  local_file_only=True):
         pass
     assert temp_copies() == before
 
