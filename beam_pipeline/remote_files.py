@@ -9,7 +9,10 @@ options, e.g. ``--s3_endpoint_url``, come from the pipeline options that Beam ha
   temp folder's free space (less a margin); the copy is checked to be complete. Otherwise it is decoded straight
   from storage (``RemoteVideo``: ``FileSystems.open``'s seekable stream, opened once by the probe and once by the
   decode), so a worker with less free disk than a video's size still processes it, at the cost of reading
-  it twice. The OpenFace binary reads local files only: with it a video that cannot be copied is refused.
+  it twice. The OpenFace binary reads local files only: with it a video that cannot be copied is refused. A
+  storage error when a stream opens is retried (``faults.IO_RETRY``); one in the middle of a decode, after the
+  storage client's own retries, ends the stream there, as a cut file does (``decoding.video``: the missing frames
+  count as undecodable, and the video fails when they are more than half).
 * Weights: a ``gs://``/``s3://`` weights file is downloaded once per machine into ``<cache>/remote/<key>/``
   (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where ``<key>`` hashes the URI,
   size and modification time, so a changed object is fetched again. The processes of a machine take turns on
