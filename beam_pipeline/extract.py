@@ -16,7 +16,7 @@ from beam_pipeline.config import (FACE_SETTINGS, face_config_from, isolation_con
                                   video_disk_budget_bytes)
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.remote_files import open_video_source
+from beam_pipeline.remote_files import open_video_source, storage_reads_checked
 from beam_pipeline.faults import classify_error
 from beam_pipeline.rows import FaceCropRow, VideoRow, compute_video_id, failed_video_row, with_row_type
 from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
@@ -84,7 +84,8 @@ class ExtractFacesDoFn(beam.DoFn):
         stage = "read"
         try:
             with open_video_source(uri, self._disk_budget_bytes,
-                                   local_file_only=self._face_config.openface_path is not None) as source:
+                                   local_file_only=self._face_config.openface_path is not None) as source, \
+                    storage_reads_checked(source):
                 stage = "probe"
                 video = self._faces.open_video(source)
                 info, report = video.info, video.report

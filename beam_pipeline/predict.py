@@ -40,7 +40,8 @@ from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.model_loading import load_model
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.progress_records import ProgressWriter
-from beam_pipeline.remote_files import RemoteVideo, cache_remote_weights, is_remote, open_video_source, weights_sha256
+from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, is_remote, open_video_source,
+                                        storage_reads_checked, weights_sha256)
 from beam_pipeline.rows import (FrameRow, SnippetRow, VideoResult, VideoRow, arrow_schema, compute_video_id,
                                 failed_video_row, with_row_type)
 from mimamo_ops import __version__
@@ -365,7 +366,8 @@ class PredictVideoDoFn(beam.DoFn):
     def _predict_video(self, uri: str) -> Generator[object, None, VideoRow]:
         """Yields the video's outputs and returns its summary row; errors come out as ``_StageError``."""
         with _stage("read"), open_video_source(uri, self._disk_budget_bytes,
-                                               local_file_only=self._face_config.openface_path is not None) as source:
+                                               local_file_only=self._face_config.openface_path is not None) as source, \
+                storage_reads_checked(source):
             if isinstance(source, RemoteVideo):
                 self._counters["videos_streamed"].inc()
             with _stage("probe"):

@@ -10,9 +10,10 @@ options, e.g. ``--s3_endpoint_url``, come from the pipeline options that Beam ha
   from storage (``RemoteVideo``: ``FileSystems.open``'s seekable stream, opened once by the probe and once by the
   decode), so a worker with less free disk than a video's size still processes it, at the cost of reading
   it twice. The OpenFace binary reads local files only: with it a video that cannot be copied is refused. A
-  storage error when a stream opens is retried (``faults.IO_RETRY``); one in the middle of a decode, after the
-  storage client's own retries, ends the stream there, as a cut file does (``decoding.video``: the missing frames
-  count as undecodable, and the video fails when they are more than half).
+  storage error when a stream opens is retried (``faults.IO_RETRY``). One while reading, after the storage
+  client's own retries, would look to the decoder like a cut or corrupt file; ``RemoteVideo`` records it, and
+  ``storage_reads_checked`` fails the video with it (``OSError`` ``EIO``: transient, so a rerun reads it again)
+  instead of keeping the rows of a partial read.
 * Weights: a ``gs://``/``s3://`` weights file is downloaded once per machine into ``<cache>/remote/<key>/``
   (``<cache>`` as ``mimamo weights``: ``$MIMAMO_CACHE_DIR`` or the user cache), where ``<key>`` hashes the URI,
   size and modification time, so a changed object is fetched again. The processes of a machine take turns on
@@ -31,6 +32,7 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -59,6 +61,7 @@ __all__ = [
     "is_remote",
     "open_local_copy",
     "open_video_source",
+    "storage_reads_checked",
     "cache_remote_weights",
     "resolve_weight_uris",
     "weights_sha256",
@@ -123,13 +126,91 @@ class RemoteVideo(StreamSource):
 
     Only the URI is held (``name``); the storage client and its options are those Beam gave this process's
     ``FileSystems``, and they never leave it (the isolated face stage reads the bytes through this process).
+
+    Attributes:
+        read_error: the first error a read or seek of any of its streams raised, else None.
     """
 
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.read_error: Optional[BaseException] = None
+
     def open(self) -> BinaryIO:
-        return retry_transient(
+        stream = retry_transient(
             lambda: FileSystems.open(self.name, mime_type="application/octet-stream",
                                      compression_type=CompressionTypes.UNCOMPRESSED),
             f"{self.name}: open")
+        return _ReadErrorRecorder(stream, self)
+
+
+class _ReadErrorRecorder(io.RawIOBase):
+    """A storage read stream that tells its ``RemoteVideo`` the first error it raised. A failed read then ends
+    the stream (returns no bytes): raised into PyAV it would only be printed on stderr and dropped."""
+
+    def __init__(self, stream: BinaryIO, video: RemoteVideo):
+        super().__init__()
+        self._stream = stream
+        self._video = video
+
+    def _record(self, error: BaseException) -> None:
+        if self._video.read_error is None:
+            self._video.read_error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except Exception as error:  # pylint: disable=broad-except  # storage_reads_checked raises it
+            self._record(error)
+            return b""
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return self._stream.seek(offset, whence)
+        except Exception as error:
+            self._record(error)
+            raise
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def storage_reads_checked(source: Union[str, RemoteVideo]) -> Iterator[None]:
+    """Fails the block with the storage's error when a read of ``source`` failed in it, whatever it returned or
+    raised (the decoder sees a failed read as a damaged file).
+
+    Raises:
+        OSError: (``EIO``, transient) naming the video and the storage's error, raised from it.
+    """
+    def failure() -> OSError:
+        error = source.read_error
+        return OSError(errno.EIO, f"{source.name}: reading from storage failed: {type(error).__name__}: {error}")
+
+    streamed = isinstance(source, RemoteVideo)
+    try:
+        yield
+    except Exception:
+        if streamed and source.read_error is not None:
+            raise failure() from source.read_error
+        raise
+    if streamed and source.read_error is not None:
+        raise failure() from source.read_error
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ the module runs) and moto's server mode for S3 (Beam's ``--s3_endpoint_url`` opt
 locally, gs:// -> gs:// and s3:// -> s3://; the rows must be the same.
 """
 import dataclasses
+import errno
 import json
 import os
 import subprocess
@@ -24,10 +25,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline import remote_files
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.remote_files import RemoteVideo, cache_remote_weights, open_local_copy, open_video_source
+from beam_pipeline.faults import TRANSIENT, classify_error
+from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, open_local_copy, open_video_source,
+                                        storage_reads_checked)
 from beam_pipeline.rows import compute_video_id
 from beam_pipeline.run import run
-from mimamo_ops.decoding.video import probe_video
+from mimamo_ops.decoding.video import iter_frames, probe_video
 from mimamo_ops.errors import CheckpointError, WeightsFetchError
 from mimamo_ops.model.checkpoints import MIMAMO, load_mimamo_checkpoint, sha256_file
 from tests import clips
@@ -206,6 +209,40 @@ def test_a_remote_video_larger_than_the_free_temp_disk_is_streamed_never_copied(
                                                                                   local_file_only=True):
         pass
     assert temp_copies() == before
+
+
+def test_a_storage_error_part_way_through_a_streamed_video_fails_it_as_transient(storage, cloud_clips, monkeypatch):
+    uri = f"gs://{BUCKET}/copies/cut_short.mp4"
+    clip = cloud_clips / "one_face.mp4"
+    upload(clip, uri)
+    half = clip.stat().st_size // 2
+    storage_open = FileSystems.open
+    opened = []
+
+    def failing_open(path, *args, **kwargs):
+        """A stream that is reset once it has read half of the file's bytes."""
+        stream = storage_open(path, *args, **kwargs)
+        opened.append(path)
+        read, done = stream.read, [0]
+
+        def read_until_half(size=-1):
+            if done[0] >= half:
+                raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+            data = read(size)
+            done[0] += len(data)
+            return data
+        stream.read = read_until_half
+        return stream
+
+    monkeypatch.setattr(FileSystems, "open", failing_open)
+    with open_video_source(uri, disk_budget_bytes=0) as source:
+        frames = []
+        with pytest.raises(OSError) as raised, storage_reads_checked(source):
+            frames.extend(iter_frames(source))  # the decoder alone takes the reset for a cut file
+    assert opened == [uri] and 0 < len(frames) < CLIP_FRAMES
+    assert raised.value.errno == errno.EIO and classify_error(raised.value) == TRANSIENT
+    assert str(raised.value).endswith(f"{uri}: reading from storage failed: ConnectionResetError: "
+                                      f"[Errno {errno.ECONNRESET}] connection reset by peer")
 
 
 def test_remote_weights_are_fetched_once_verified_and_cached_by_uri_and_size(storage, synthetic_weights, tmp_path):

@@ -104,3 +104,16 @@ def test_a_video_whose_storage_stays_down_is_a_transient_failure_and_the_rerun_r
     assert sorted(path.name for path in flaky_dir.iterdir()) == ["frames.16.parquet", RECORD_FILE]
     for table, keys in (("videos", ["video_uri"]), ("frames", ["video_uri", "face_id", "frame_index"])):
         assert read_sorted(output / table, keys).equals(read_sorted(tmp_path / "uninterrupted" / table, keys)), table
+
+
+def test_a_streamed_video_whose_storage_fails_is_a_transient_failure_not_a_damaged_file(
+        proxy, short_waits, synthetic_weights, tmp_path):
+    """Decoded from storage (over the disk budget), a failed read would look like a corrupt file to the decoder."""
+    output = tmp_path / "out"
+    proxy.heal()
+    proxy.fail("GET", "/transient/flaky.mp4")  # down until healed
+    run(flags(output, proxy, synthetic_weights) + ["--video_disk_budget_mb=0"])
+    failed = videos_by_uri(output)[FLAKY]
+    assert (failed["status"], failed["error_stage"], failed["error_kind"]) == ("failed", "read", "transient")
+    assert failed["error"].startswith(f"OSError: [Errno 5] {FLAKY}: reading from storage failed: ")
+    assert videos_by_uri(output)[STEADY]["status"] == "no_face"
