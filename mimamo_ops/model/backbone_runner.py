@@ -35,27 +35,33 @@ GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, leaving room for the phase str
 MAX_GPU_BATCH_SIZE = 512
 
 
-def choose_batch_size(device: Union[str, torch.device], free_bytes: Optional[int] = None) -> int:
+def choose_batch_size(device: Union[str, torch.device], free_bytes: Optional[int] = None, processes: int = 1) -> int:
     """A backbone batch size that suits ``device`` (what ``--compute_batch_size 0`` means).
 
     On the CPU larger batches stop paying off early and only cost memory, so it is ``CPU_BATCH_SIZE``. On a GPU
-    the batch is sized to half of the currently free memory at ``GPU_BYTES_PER_FACE`` per face, between
-    ``GPU_MIN_BATCH_SIZE`` and ``MAX_GPU_BATCH_SIZE``. Batch size never changes results beyond float rounding.
+    the batch is sized to this process's part of half of the currently free memory at ``GPU_BYTES_PER_FACE`` per
+    face: each of the ``processes`` that share the GPU (they start together, so each sees the memory the others
+    are about to take) gets an equal part. Between ``GPU_MIN_BATCH_SIZE`` (divided among the processes, at least
+    1) and ``MAX_GPU_BATCH_SIZE``. Batch size never changes results beyond float rounding.
 
     Args:
         device: the device the backbone runs on.
         free_bytes: free device memory in bytes; default ``torch.cuda.mem_get_info`` for CUDA devices.
+        processes: pipeline processes on this machine that share the device, >= 1.
 
     Returns:
         Faces per forward pass, >= 1.
     """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     device = torch.device(device)
     if device.type != "cuda":
         return CPU_BATCH_SIZE
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    by_memory = int(free_bytes * GPU_MEMORY_SHARE) // GPU_BYTES_PER_FACE
-    return max(GPU_MIN_BATCH_SIZE, min(MAX_GPU_BATCH_SIZE, by_memory))
+    by_memory = int(free_bytes * GPU_MEMORY_SHARE / processes) // GPU_BYTES_PER_FACE
+    floor = max(1, GPU_MIN_BATCH_SIZE // processes)
+    return max(floor, min(MAX_GPU_BATCH_SIZE, by_memory))
 
 
 # glibc mallopt parameters (malloc.h) and the values the runner sets.

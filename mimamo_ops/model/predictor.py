@@ -27,7 +27,7 @@ from mimamo_ops.model.checkpoints import apply_state_dict, load_mimamo_checkpoin
 from mimamo_ops.model.phase import FrameCoefficients, PhaseDifferenceExtractor
 from mimamo_ops.model.two_stream import TwoStreamRNN
 from mimamo_ops.runtime.selection import RUNTIMES
-from mimamo_ops.runtime.threads import threads_per_worker
+from mimamo_ops.runtime.threads import threads_per_worker, usable_cpus
 
 LOGGER = logging.getLogger(__name__)
 FEATURE_GROUP = 64  # positions per call of the per-frame network; aligned to multiples of it
@@ -42,7 +42,8 @@ class ModelConfig:
         backbone_path: ResNet-50 FER+ weights (``resnet50_ferplus_dag.pth``).
         device: torch device string, e.g. ``cpu`` or ``cuda:0``.
         backbone_batch_size: faces per backbone forward; a compute setting that never changes results.
-            0 picks one for the device (``backbone.choose_batch_size``: 16 on CPU, sized to free GPU memory).
+            0 picks one for the device (``backbone.choose_batch_size``: 16 on CPU, sized to free GPU memory and
+            shared among ``processes_per_machine()``).
         gru_sequence_snippets: consecutive snippets of one track per GRU sequence (spec 4.4). Changes results.
         snippet_length: L, faces per snippet (spec 6.2).
         snippet_stride: faces between snippet starts; below ``snippet_length`` snippets overlap.
@@ -97,6 +98,10 @@ class ModelConfig:
         if self.threads_per_worker < 0 or self.worker_processes < 0:
             raise ValueError(f"threads_per_worker and worker_processes must be >= 0 (0: automatic), got "
                              f"{self.threads_per_worker} and {self.worker_processes}")
+
+    def processes_per_machine(self) -> int:
+        """Pipeline processes on this machine (``worker_processes``; 0: one per usable CPU), >= 1."""
+        return self.worker_processes or usable_cpus()
 
     def thread_budget(self) -> int:
         """Threads per library for one worker process on this machine (``mimamo_ops.runtime.threads``), >= 1."""
@@ -156,7 +161,8 @@ class MimamoModel:
         network = TwoStreamRNN(num_phase=config.num_phase)
         apply_state_dict(network, state, config.checkpoint_path, "MIMAMO checkpoint")
         if not config.backbone_batch_size:
-            config = dataclasses.replace(config, backbone_batch_size=choose_batch_size(device))
+            config = dataclasses.replace(config, backbone_batch_size=choose_batch_size(
+                device, processes=config.processes_per_machine()))
         backbone_sha256 = sha256_file(config.backbone_path)
         backbone = BackboneRunner.from_file(
             config.backbone_path, device=device, batch_size=config.backbone_batch_size, precision=config.precision,

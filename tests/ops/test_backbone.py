@@ -226,6 +226,23 @@ def test_automatic_batch_size_is_16_on_cpu_and_follows_free_gpu_memory():
     assert choose_batch_size("cuda:0", free_bytes=1 * 2**30) == 32  # never below GPU_MIN_BATCH_SIZE
 
 
+def test_processes_sharing_a_gpu_split_its_free_memory_between_their_automatic_batches():
+    from mimamo_ops.model.backbone_runner import GPU_BYTES_PER_FACE, choose_batch_size
+    from mimamo_ops.model.predictor import ModelConfig
+
+    assert choose_batch_size("cuda:0", free_bytes=16 * 2**30, processes=4) == 32  # 2 GiB each at 64 MiB per face
+    for processes in (1, 2, 4, 8, 16):  # together they stay within half of a 16 GiB GPU
+        batch = choose_batch_size("cuda:0", free_bytes=16 * 2**30, processes=processes)
+        assert processes * batch * GPU_BYTES_PER_FACE <= 8 * 2**30
+    assert choose_batch_size("cuda:0", free_bytes=16 * 2**30, processes=16) == 8
+    assert choose_batch_size("cuda:0", free_bytes=2**28, processes=64) == 1
+    assert choose_batch_size("cpu", processes=8) == 16
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        choose_batch_size("cuda:0", free_bytes=2**30, processes=0)
+    assert ModelConfig("c", "b", worker_processes=3).processes_per_machine() == 3
+    assert ModelConfig("c", "b", worker_processes=0).processes_per_machine() >= 1  # one per usable CPU
+
+
 def test_openvino_conversion_reports_nothing():
     """OpenVINO's converter would send usage events (and write ~/intel) through openvino-telemetry; ours gets
     its no-op stub instead. A fresh interpreter, so no earlier import in this session decides it."""
