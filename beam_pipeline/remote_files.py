@@ -235,26 +235,20 @@ def open_video_source(uri: str, disk_budget_bytes: Optional[int] = None, local_f
         OSError: the storage failed, a copy came out incomplete (after the retries of ``faults.IO_RETRY``), or,
             with ``local_file_only``, the video does not fit the budget or the temp disk.
     """
-    if not is_remote(uri):
-        path = _local_path(uri)
-        if not os.path.lexists(path):
-            raise FileNotFoundError(f"{uri}: no such file")
-        yield path
-        return
-    size_bytes, _ = retry_transient(lambda: _stat(uri), f"{uri}: stat")
-    if local_file_only and disk_budget_bytes is not None and size_bytes > disk_budget_bytes:
-        raise OSError(errno.ENOSPC, f"{uri}: {size_bytes} bytes are over the disk budget of {disk_budget_bytes} "
-                                    f"bytes, and OpenFace reads local files only")
-    if not local_file_only:
-        directory = temp_dir or tempfile.gettempdir()
+    if is_remote(uri) and (disk_budget_bytes is not None or not local_file_only):
+        size_bytes, _ = retry_transient(lambda: _stat(uri), f"{uri}: stat")
         too_big = disk_budget_bytes is not None and size_bytes > disk_budget_bytes
-        if too_big or size_bytes + FREE_SPACE_MARGIN_BYTES > _free_bytes(directory):
+        if local_file_only and too_big:
+            raise OSError(errno.ENOSPC, f"{uri}: {size_bytes} bytes are over the disk budget of "
+                                        f"{disk_budget_bytes} bytes, and OpenFace reads local files only")
+        directory = temp_dir or tempfile.gettempdir()
+        if not local_file_only and (too_big or size_bytes + FREE_SPACE_MARGIN_BYTES > _free_bytes(directory)):
             LOGGER.info("%s: %d bytes, %s; decoding it from storage", uri, size_bytes,
                         "over the disk budget" if too_big else f"more than {directory} has free")
             yield RemoteVideo(uri)
             return
-    with open_local_copy(uri, temp_dir) as local_path:
-        yield local_path
+    with open_local_copy(uri, temp_dir) as path:  # the local file itself, or a checked copy
+        yield path
 
 
 @contextlib.contextmanager

@@ -126,17 +126,24 @@ def assert_same_rows_as_local(local: pa.Table, remote: pa.Table, local_folder: P
     assert mapped.equals(expected)
 
 
+def assert_remote_run_has_local_rows(local_tables, root: str, out: str, cloud_clips: Path) -> pa.Table:
+    """The frames and videos (all but the error text) of the run under ``<root>/<out>`` are the local run's;
+    returns its videos table."""
+    local_frames, local_videos = local_tables
+    assert_same_rows_as_local(local_frames, read_remote_table(f"{root}/{out}/frames"), cloud_clips,
+                              f"{root}/clips/", KEY_COLUMNS)
+    videos = read_remote_table(f"{root}/{out}/videos")
+    # the error text names the file the face stage read: a temp copy or the URI remotely, the clip itself locally
+    assert_same_rows_as_local(local_videos.drop_columns(["error"]), videos.drop_columns(["error"]), cloud_clips,
+                              f"{root}/clips/", ["video_uri"])
+    return videos
+
+
 @pytest.mark.parametrize("scheme", ["gs", "s3"])
 def test_remote_to_remote_run_gives_the_same_rows_as_a_local_run(scheme, storage, cloud_clips, synthetic_weights,
                                                                  local_tables):
     root, _ = run_remote(scheme, cloud_clips, synthetic_weights, s3_flags(storage["s3"]))
-    local_frames, local_videos = local_tables
-    assert_same_rows_as_local(local_frames, read_remote_table(f"{root}/out/frames"), cloud_clips,
-                              f"{root}/clips/", KEY_COLUMNS)
-    videos = read_remote_table(f"{root}/out/videos")
-    # the error text names the local file the face stage read: the temp copy here, the clip itself locally
-    assert_same_rows_as_local(local_videos.drop_columns(["error"]), videos.drop_columns(["error"]), cloud_clips,
-                              f"{root}/clips/", ["video_uri"])
+    videos = assert_remote_run_has_local_rows(local_tables, root, "out", cloud_clips)
     rows = {row["video_uri"]: row for row in videos.to_pylist()}
     assert sorted(rows) == [f"{root}/clips/corrupt.mp4", f"{root}/clips/one_face.mp4"]
     failed = rows[f"{root}/clips/corrupt.mp4"]
@@ -177,12 +184,7 @@ def test_a_remote_video_over_the_disk_budget_is_decoded_from_storage_with_a_loca
                               s3_flags(storage["s3"]) + [f"--video_disk_budget_mb={budget_mb}"], out="streamed")
     query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     assert {c.key.metric.name: c.committed for c in query["counters"]}["videos_streamed"] == 2
-    local_frames, local_videos = local_tables
-    assert_same_rows_as_local(local_frames, read_remote_table(f"{root}/streamed/frames"), cloud_clips,
-                              f"{root}/clips/", KEY_COLUMNS)
-    videos = read_remote_table(f"{root}/streamed/videos")
-    assert_same_rows_as_local(local_videos.drop_columns(["error"]), videos.drop_columns(["error"]), cloud_clips,
-                              f"{root}/clips/", ["video_uri"])
+    videos = assert_remote_run_has_local_rows(local_tables, root, "streamed", cloud_clips)
     failed = {row["video_uri"]: row["error"] for row in videos.to_pylist()}[f"{root}/clips/corrupt.mp4"]
     assert failed.startswith(f"VideoError: {root}/clips/corrupt.mp4: cannot open")  # named by its URI
 
