@@ -76,8 +76,11 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _HEADER = struct.Struct("!Q")  # message length in bytes, before each pickled message
 # A process group of its own (Python 3.10 has no process_group: a session of its own is one too).
 _OWN_PROCESS_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
-_CHILD_MAIN = ("import sys; from mimamo_ops.faces.isolated_stage import serve_child; "
-               "serve_child(int(sys.argv[1]), int(sys.argv[2]))")
+# The child's path starts with the folder that holds this package, in place of the working directory that ``-c``
+# puts first: another mimamo_ops in the folder a run starts from must not be the one the child runs.
+_CHILD_MAIN = ("import sys; sys.path[0] = sys.argv[1]; from mimamo_ops.faces.isolated_stage import serve_child; "
+               "serve_child(int(sys.argv[2]), int(sys.argv[3]))")
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class OpenedVideo:
@@ -375,14 +378,11 @@ class IsolatedFaceStage(FaceStage):
             return
         parent_end, child_end = socket.socketpair()
         sources_end, child_sources_end = socket.socketpair()
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         child_fds = (child_end.fileno(), child_sources_end.fileno())
         try:
             process = subprocess.Popen(  # pylint: disable=consider-using-with  # lives until stop()
-                [sys.executable, "-c", _CHILD_MAIN, *map(str, child_fds)], pass_fds=child_fds,
-                stdin=subprocess.DEVNULL, env=env, **_OWN_PROCESS_GROUP)
+                [sys.executable, "-c", _CHILD_MAIN, _PACKAGE_ROOT, *map(str, child_fds)], pass_fds=child_fds,
+                stdin=subprocess.DEVNULL, **_OWN_PROCESS_GROUP)
         except BaseException:
             parent_end.close()
             sources_end.close()

@@ -230,3 +230,14 @@ def test_the_child_takes_the_thread_budget_and_its_log_records_reach_the_parent(
     budget = [r for r in caplog.records if r.name == "mimamo_ops.runtime.threads"]
     assert [(r.getMessage(), r.process) for r in budget] == [
         (f"thread budget: 2 thread(s) per library in process {pid}", pid)]
+
+
+def test_the_child_runs_this_package_even_from_a_folder_holding_another_mimamo_ops(videos, tmp_path, monkeypatch):
+    """``python -c`` puts the working directory first on the path; a run started in another checkout's folder
+    must not start that checkout's face stage."""
+    impostor = tmp_path / "mimamo_ops"
+    impostor.mkdir()
+    (impostor / "__init__.py").write_text("raise ImportError('the mimamo_ops of the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+    with IsolatedFaceStage(FaceConfig(), 1, IsolationConfig(depth_frames=DEPTH), FaultyFaces) as stage:
+        assert_serves_a_good_video(stage, videos)
