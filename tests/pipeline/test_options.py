@@ -78,6 +78,7 @@ def test_repeated_input_flags_accumulate():
         ("max_frame_pixels", "0"),
         ("video_memory_budget_mb", "0"),
         ("stall_timeout_s", "0"),
+        ("video_disk_budget_mb", "-1"),
     ],
 )
 def test_bad_value_raises_value_error_naming_option_and_value(flag, value):
@@ -136,6 +137,14 @@ def test_fault_isolation_options_default_to_an_isolated_face_stage_and_reach_its
     assert isolation_config_from(parse("--max_frame_pixels", "100", "--video_memory_budget_mb", "50",
                                         "--stall_timeout_s", "2.5", "--face_stage_in_process")) == IsolationConfig(
         enabled=False, max_frame_pixels=100, video_memory_budget_mb=50, stall_timeout_s=2.5)
+
+
+def test_the_disk_budget_is_none_by_default_and_given_in_mib():
+    from beam_pipeline.config import video_disk_budget_bytes
+
+    assert video_disk_budget_bytes(parse()) is None
+    assert video_disk_budget_bytes(parse("--video_disk_budget_mb", "0.5")) == 1 << 19
+    assert video_disk_budget_bytes(parse("--video_disk_budget_mb", "0")) == 0
 
 
 def _parser_actions(options_class) -> list:
