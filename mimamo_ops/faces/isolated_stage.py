@@ -59,7 +59,7 @@ from mimamo_ops.decoding.video import DecodeReport, VideoInfo, VideoSource, prob
 from mimamo_ops.errors import FaceStageError
 from mimamo_ops.faces.isolation import IsolationConfig
 from mimamo_ops.faces.records import FaceConfig, FaceExtractor, FrameFaces
-from mimamo_ops.faces.served_source import ServedSource, SourceServer, source_client
+from mimamo_ops.faces.served_source import ServedSource, SourceServer, receive_exactly, source_client
 from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.runtime.prefetch import prefetch
 from mimamo_ops.runtime.threads import apply_thread_budget
@@ -209,19 +209,8 @@ class _Channel:
 
     def recv(self) -> tuple:
         """The next message. Raises ``EOFError`` when the other side closed the stream."""
-        (size,) = _HEADER.unpack(self._read(_HEADER.size))
-        return pickle.loads(self._read(size))
-
-    def _read(self, size: int) -> bytearray:
-        data = bytearray(size)
-        view = memoryview(data)
-        done = 0
-        while done < size:
-            count = self._sock.recv_into(view[done:])
-            if count == 0:
-                raise EOFError("the other process closed the channel")
-            done += count
-        return data
+        (size,) = _HEADER.unpack(receive_exactly(self._sock, _HEADER.size))
+        return pickle.loads(receive_exactly(self._sock, size))
 
     def close(self) -> None:
         self._sock.close()

@@ -24,7 +24,7 @@ from typing import BinaryIO, Dict, Optional
 
 from mimamo_ops.decoding.sources import StreamSource
 
-__all__ = ["ServedSource", "SourceServer", "source_client"]
+__all__ = ["ServedSource", "SourceServer", "receive_exactly", "source_client"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,16 +36,17 @@ _OK, _ERROR = 0, 1
 READ_BUFFER_BYTES = 1 << 20  # the child reads ahead in 1 MiB requests (one round trip each)
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+def receive_exactly(sock: socket.socket, size: int) -> bytearray:
+    """The next ``size`` bytes from a stream socket. Raises ``EOFError`` when the other side closed it first."""
     data = bytearray(size)
     view = memoryview(data)
     done = 0
     while done < size:
         count = sock.recv_into(view[done:])
         if count == 0:
-            raise EOFError("the other process closed the source socket")
+            raise EOFError("the other process closed the socket")
         done += count
-    return bytes(data)
+    return data
 
 
 def _stream_size(stream: BinaryIO) -> int:
@@ -91,7 +92,7 @@ class SourceServer:
     def _run(self) -> None:
         try:
             while True:
-                op, handle, offset, size = _REQUEST.unpack(_receive_exactly(self._sock, _REQUEST.size))
+                op, handle, offset, size = _REQUEST.unpack(receive_exactly(self._sock, _REQUEST.size))
                 try:
                     answer = self._answer(op, handle, offset, size)
                 except Exception as error:  # pylint: disable=broad-except  # the child raises it as OSError
@@ -150,8 +151,8 @@ class _Client:
     def request(self, op: int, handle: int = 0, offset: int = 0, size: int = 0) -> bytes:
         with self._lock:
             self._sock.sendall(_REQUEST.pack(op, handle, offset, size))
-            status, length = _ANSWER.unpack(_receive_exactly(self._sock, _ANSWER.size))
-            payload = _receive_exactly(self._sock, length)
+            status, length = _ANSWER.unpack(receive_exactly(self._sock, _ANSWER.size))
+            payload = bytes(receive_exactly(self._sock, length))
         if status != _OK:
             raise OSError(payload.decode("utf-8", "replace"))
         return payload
