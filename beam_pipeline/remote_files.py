@@ -235,6 +235,7 @@ def open_video_source(uri: str, disk_budget_bytes: Optional[int] = None, local_f
         OSError: the storage failed, a copy came out incomplete (after the retries of ``faults.IO_RETRY``), or,
             with ``local_file_only``, the video does not fit the budget or the temp disk.
     """
+    size_bytes = None
     if is_remote(uri) and (disk_budget_bytes is not None or not local_file_only):
         size_bytes, _ = retry_transient(lambda: _stat(uri), f"{uri}: stat")
         too_big = disk_budget_bytes is not None and size_bytes > disk_budget_bytes
@@ -247,17 +248,19 @@ def open_video_source(uri: str, disk_budget_bytes: Optional[int] = None, local_f
                         "over the disk budget" if too_big else f"more than {directory} has free")
             yield RemoteVideo(uri)
             return
-    with open_local_copy(uri, temp_dir) as path:  # the local file itself, or a checked copy
+    with open_local_copy(uri, temp_dir, size_bytes) as path:  # the local file itself, or a checked copy
         yield path
 
 
 @contextlib.contextmanager
-def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
+def open_local_copy(uri: str, temp_dir: Optional[str] = None, size_bytes: Optional[int] = None) -> Iterator[str]:
     """Yields a local path holding ``uri``: the path itself when local, else a temp copy removed afterwards.
 
     Args:
         uri: a local path, ``file://`` URI or remote URI (``gs://``, ``s3://``).
         temp_dir: where temp copies go; default the system temp folder (``$TMPDIR``).
+        size_bytes: the remote object's size when the caller has just read it (the first try uses it; a try
+            again reads it afresh), else None.
 
     Yields:
         A local file path with the same file name as ``uri``.
@@ -277,14 +280,16 @@ def open_local_copy(uri: str, temp_dir: Optional[str] = None) -> Iterator[str]:
     try:
         local_path = Path(directory) / (os.path.basename(uri) or "video")
 
-        def copy() -> int:
-            size_bytes, _ = _stat(uri)
-            _check_room(uri, directory, size_bytes)
-            _download(uri, local_path, size_bytes)
-            return size_bytes
+        known_sizes = [size_bytes] if size_bytes is not None else []
 
-        size_bytes = retry_transient(copy, f"{uri}: copy")
-        LOGGER.debug("%s: %d bytes copied to %s", uri, size_bytes, local_path)
+        def copy() -> int:
+            size = known_sizes.pop() if known_sizes else _stat(uri)[0]
+            _check_room(uri, directory, size)
+            _download(uri, local_path, size)
+            return size
+
+        copied = retry_transient(copy, f"{uri}: copy")
+        LOGGER.debug("%s: %d bytes copied to %s", uri, copied, local_path)
         yield str(local_path)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
