@@ -82,6 +82,7 @@ def write_clip(path: PathLike, frames: Iterable[np.ndarray], fps: int = DEFAULT_
         stream = container.add_stream(codec, rate=fps)
         stream.pix_fmt = pix_fmt
         stream.codec_context.gop_size = gop
+        stream.codec_context.thread_count = 1  # threaded encoders make other bytes on other core counts
         if codec == "libx264":
             stream.options = {"crf": "18", "preset": "veryfast"}
         elif codec == "mpeg4":

@@ -233,7 +233,9 @@ def test_truncated_mp4_yields_the_decodable_frames_then_raises(thread_count, tru
     assert message.startswith(f"{path}: damaged: {N_MOVING - len(got)} of {N_MOVING} frames do not decode")
     assert "missing at the end (truncated)" in message and "more than 50%" in message
     assert 5 < len(got) < 30
-    assert [f.index for f in got] == list(range(len(got)))
+    # every frame before the cut in order; the last may come from the cut packet, after frames that do not decode
+    indices = [f.index for f in got]
+    assert indices[:-1] == list(range(len(got) - 1)) and indices[-1] >= len(got) - 1
     for frame, whole in zip(got[:-1], intact):  # the last one may come from a cut packet
         np.testing.assert_array_equal(frame.rgb, whole.rgb)
 
