@@ -36,8 +36,12 @@ $(CLUSTER_STAMP): setup.py requirements.txt
 cluster-files: $(CLUSTER_STAMP)
 	$(CLUSTER_PY) -m cluster.prepare
 
+# The main suite runs on pytest-xdist, one worker per CPU (at most 4, each worker needing up to 3 GB), each
+# worker pinned to its share of the CPUs (tests/conftest.py); a file's tests stay on one worker, so module
+# fixtures (a pipeline run that several tests read) run once. The cluster tests run alone: their clusters take
+# every core.
 test: $(STAMP) cluster-files
-	$(PY) -m pytest -q --durations=15 tests --ignore=tests/cluster
+	$(PY) -m pytest -q --durations=15 -n auto --maxprocesses 4 --dist loadfile tests --ignore=tests/cluster
 	$(CLUSTER_PY) -m pytest -q --durations=5 tests/cluster tests/pipeline/test_beam_compat.py \
 		tests/pipeline/test_local_runner.py
 

@@ -25,6 +25,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            "pytest-xdist>=3.5",  # `make test` runs the suite on every CPU (Makefile)
             "pyrtools>=1.1",
             "scikit-image>=0.21",
             "gcp-storage-emulator>=2024.1",
