@@ -5,8 +5,9 @@ test gives its own runner flags and checks its own cluster's record of the job.
 """
 import itertools
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -101,6 +102,13 @@ def assert_weights_fetched_once_per_process(records: List[dict], weight_uris: Tu
     assert sorted(fetches) == sorted((pid, uri) for pid in predicting for uri in weight_uris), fetches
 
 
+def assert_sdk_processes_per_pool(records: List[dict], most: int) -> None:
+    """Each of the two worker pools started between 1 and ``most`` SDK processes for the job: the runner kept
+    its environment between tasks (``options.SPARK_ENVIRONMENT_CACHE_MS`` on Spark) instead of starting one per task."""
+    started = Counter(record["pool"] for record in records if record["event"] == "sdk_process")
+    assert set(started) == {"pool-0", "pool-1"} and max(started.values()) <= most, started
+
+
 def run_and_time(what: str, flags: List[str]):
     """Runs the pipeline with ``flags``, prints its wall time (for the CI log) and returns its result."""
     started = time.monotonic()
@@ -111,12 +119,13 @@ def run_and_time(what: str, flags: List[str]):
 
 def check_worker_pools_run(what: str, running: Running, engine_flags: Sequence[str], clip_folder: Path,
                            copies_folder: Path, remote_weights: Tuple[str, str], expected: Dict[str, pa.Table],
-                           output: Path) -> None:
+                           output: Path, sdk_processes_per_pool: Optional[int] = None) -> None:
     """The clips and the copies through ``running``'s EXTERNAL worker pools, the weights as ``gs://`` URIs.
 
     The rows equal ``expected`` (the DirectRunner's; each copy's rows its original's), the counters agree with
-    the tables, two videos ran at the same time in the SDK processes of two different pools, and each SDK
-    process fetched each weights file once.
+    the tables, two videos ran at the same time in the SDK processes of two different pools, each pool started
+    at most ``sdk_processes_per_pool`` SDK processes (when given), and each SDK process fetched each weights file
+    once.
     """
     copies = {str(copies_folder / name): str(clip_folder / "one_face.mp4") for name in COPIES}
     result = run_and_time(what, pipeline_flags(clip_folder, remote_weights, output)
@@ -128,6 +137,8 @@ def check_worker_pools_run(what: str, running: Running, engine_flags: Sequence[s
     records = read_probe(running.probe_dir)
     assert_parallel_on_two_workers([record for record in records if record["event"] == "video"],
                                    ALL_CLIPS + COPIES)
+    if sdk_processes_per_pool is not None:
+        assert_sdk_processes_per_pool(records, sdk_processes_per_pool)
     assert_weights_fetched_once_per_process(records, remote_weights)
 
 

@@ -17,7 +17,7 @@ def spark_flags(running) -> list:
 def test_spark_with_worker_pools_gives_the_direct_runners_rows_from_two_workers_at_once(
         spark, clip_folder, copies_folder, remote_weights, direct_rows, tmp_path):
     engine_checks.check_worker_pools_run("spark external", spark, spark_flags(spark), clip_folder, copies_folder,
-                                         remote_weights, direct_rows, tmp_path / "out")
+                                         remote_weights, direct_rows, tmp_path / "out", sdk_processes_per_pool=1)
     assert spark.cluster.state()["completedapps"], "the job did not run as an application of this master"
 
 

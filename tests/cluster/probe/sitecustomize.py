@@ -4,7 +4,8 @@ When ``$MIMAMO_PROBE_DIR`` is set, it wraps two functions of the real pipeline c
 appends JSON lines to ``$MIMAMO_PROBE_DIR/<pid>.jsonl``:
 
 * ``{"event": "video", "uri", "start", "end"}``: one ``PredictVideoDoFn.process`` call (wall-clock seconds);
-* ``{"event": "fetch", "uri"}``: one download of a remote weights file (``remote_files._fetch_into_cache``).
+* ``{"event": "fetch", "uri"}``: one download of a remote weights file (``remote_files._fetch_into_cache``);
+* ``{"event": "sdk_process"}``: an SDK harness process started (by the worker pool, for a job's environment).
 
 Every line also carries ``pid`` and ``pool`` (``$MIMAMO_WORKER_POOL``: which TaskManager's worker pool started
 the process). The pipeline's behaviour is unchanged; the probe only observes it.
@@ -40,5 +41,16 @@ def _install() -> None:
     remote_files._fetch_into_cache = probed_fetch  # pylint: disable=protected-access
 
 
+def _is_sdk_harness() -> bool:
+    """Whether this process is an SDK harness: the worker pool starts ``python -c '... SdkHarness(...)'``."""
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            return b"SdkHarness(" in handle.read()
+    except OSError:
+        return False
+
+
 if os.environ.get("MIMAMO_PROBE_DIR") and os.environ.get("MIMAMO_WORKER_POOL"):
+    if _is_sdk_harness():
+        _record({"event": "sdk_process"})
     _install()
