@@ -10,6 +10,12 @@ and grpcio versions, which a user of ``mimamo`` can do nothing about. Each entry
   :data:`HELD_RECORDS`); without a log file it goes nowhere;
 * a warning raised from this project's code (``beam_pipeline``, ``mimamo_ops``: legal input that loses
   precision) is still printed on stderr as Python prints it;
+* an exception that ends a library's thread (no frame of its traceback in this project's code) is logged the
+  same way, with its traceback, instead of printed on stderr by ``threading.excepthook``. In a
+  ``--environment_type=LOOPBACK`` job on Flink or Spark, each time the runner closes an environment (after a
+  task, or at the job's end) the gRPC reader threads of Beam's in-process SDK harness end with ``CANCELLED:
+  Multiplexer hanging up`` or ``UNAVAILABLE: Socket closed``. An exception in a thread of this project's code is
+  still printed as Python prints it;
 * the Python processes this one starts (the local runner's worker processes with ``--n_workers``) ignore
   ``FutureWarning`` and ``DeprecationWarning`` (:data:`CHILD_WARNINGS_FILTER`, through ``PYTHONWARNINGS``, unless it
   is set already): they load the same libraries and raise the same warnings, which this process has logged.
@@ -19,6 +25,8 @@ Only the standard library is imported here, so ``mimamo --help`` stays fast.
 import collections
 import logging
 import os
+import threading
+import traceback
 import warnings
 from typing import Optional, TextIO, Tuple
 
@@ -49,6 +57,7 @@ class _HeldRecords(logging.Handler):
 
 _held = _HeldRecords()
 _show_on_console = warnings.showwarning  # Python's own, as it was before log_library_warnings
+_print_thread_error = threading.excepthook  # likewise
 
 
 def is_project_file(filename: str) -> bool:
@@ -66,8 +75,20 @@ def _show_warning(message, category, filename: str, lineno: int, file: Optional[
     logging.getLogger(LOGGER_NAME).warning("%s", text.rstrip())
 
 
+def _log_library_thread_error(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook`` replacement: a library's thread error to the log, the project's to stderr."""
+    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+    if args.exc_type is SystemExit or any(is_project_file(frame.filename) for frame in frames):
+        _print_thread_error(args)
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(LOGGER_NAME).warning("exception in thread %s of a library", name,
+                                           exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
 def log_library_warnings() -> None:
-    """Routes warnings raised by libraries to the ``py.warnings`` logger, off the console (module docstring).
+    """Routes warnings raised by libraries, and exceptions that end their threads, to the ``py.warnings``
+    logger, off the console (module docstring).
 
     Call it before importing the libraries (their warnings are raised as they load). Calling it again changes
     nothing.
@@ -77,6 +98,7 @@ def log_library_warnings() -> None:
     if _held not in logger.handlers:
         logger.addHandler(_held)
     warnings.showwarning = _show_warning
+    threading.excepthook = _log_library_thread_error
     os.environ.setdefault("PYTHONWARNINGS", CHILD_WARNINGS_FILTER)
 
 

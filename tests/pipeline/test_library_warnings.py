@@ -1,4 +1,5 @@
-"""``beam_pipeline.library_warnings``: libraries' warnings become log records, the project's stay on stderr.
+"""``beam_pipeline.library_warnings``: libraries' warnings and thread errors become log records, the project's
+stay on stderr.
 
 Each case runs in a fresh interpreter, as an entry point does: the hook changes process-wide state
 (``warnings.showwarning``, the ``py.warnings`` logger, ``PYTHONWARNINGS``).
@@ -18,6 +19,9 @@ warnings.warn("grpcio < 1.83.0 is deprecated", FutureWarning)
 
 def call():
     warnings.warn("this call is deprecated", FutureWarning, stacklevel=1)
+
+def read_responses():  # as Beam's gRPC reader thread ends when the job server closes its connection
+    raise ConnectionError("Socket closed")
 '''
 
 
@@ -108,3 +112,28 @@ def test_the_run_log_holds_the_library_warnings_raised_before_it_was_opened(tmp_
     log = Path(done.stdout.strip())
     assert log.parent == tmp_path / "out" / "_logs"
     assert "py.warnings WARNING" in log.read_text() and "grpcio < 1.83.0 is deprecated" in log.read_text()
+
+
+def test_an_exception_ending_a_librarys_thread_goes_to_the_log_and_one_in_the_projects_code_to_stderr(tmp_path):
+    done = run_python("""
+        import logging
+        import threading
+        from beam_pipeline.library_warnings import attach_log_file, is_project_file, log_library_warnings
+        log_library_warnings()
+        logging.basicConfig(level=logging.INFO)
+        log = logging.FileHandler("run.log")
+        attach_log_file(log)
+        import fake_library
+        for name, target, args in (("read_grpc_client_inputs", fake_library.read_responses, ()),
+                                   ("ours", is_project_file, (None,))):
+            thread = threading.Thread(target=target, args=args, name=name)
+            thread.start()
+            thread.join()
+        log.close()
+    """, tmp_path)
+    assert "Exception in thread ours" in done.stderr and "TypeError" in done.stderr
+    assert "Socket closed" not in done.stderr and "read_grpc_client_inputs" not in done.stderr
+    log = (tmp_path / "run.log").read_text()
+    assert "exception in thread read_grpc_client_inputs of a library" in log
+    assert "ConnectionError: Socket closed" in log and "Traceback" in log
+    assert "TypeError" not in log
