@@ -191,9 +191,9 @@ def worker_processes_per_machine(options: PipelineOptions) -> int:
 # How long Beam's Spark runner keeps a job's idle SDK environment for its next task when --environment_cache_millis
 # is left at Beam's 0. With 0 it starts a fresh SDK process for every task (23 for the seven clips of
 # tests/cluster/test_spark.py), each importing Beam and loading the models in setup() again; kept, one SDK process
-# per worker serves the job (pipeline wall time 152 s -> 65 s there). Flink's runner releases its environments as
-# soon as a task ends whatever the option says (7 SDK processes per TaskManager -> 5, and no faster), so it is
-# left at Beam's default there.
+# per worker serves the job (pipeline wall time 152 s -> 65 s there). With the option, Flink's runner still closed
+# most environments between tasks (7 SDK processes per TaskManager -> 5) and the job was no faster, so Flink is
+# left at Beam's default.
 SPARK_ENVIRONMENT_CACHE_MS = 60_000
 
 
@@ -202,8 +202,11 @@ def keep_spark_sdk_environments(options: PipelineOptions) -> None:
     given (Beam's default is 0, no caching). A value given on the command line, 0 included, is kept: Beam parses
     the flag as text, so a given "0" is not the default's 0.
 
-    Not with ``--environment_type=LOOPBACK``: there the SDK harness is this process, which starts no new process
-    per task, and a kept one sees the driver close its connection at the job's end (tracebacks on stderr).
+    Not with ``--environment_type=LOOPBACK``: there the SDK harness runs in this process, so no process is started
+    per task.
+
+    ``run_with_options`` (``mimamo run``, ``python -m beam_pipeline.run``) calls it; a pipeline of a user's own
+    sets the option itself.
     """
     portable = options.view_as(PortableOptions)
     loopback = (portable.environment_type or "").upper() == "LOOPBACK"
