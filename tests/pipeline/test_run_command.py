@@ -8,6 +8,7 @@ from typing import List
 import pyarrow.parquet as pq
 import pytest
 
+from mimamo_ops.runtime.openvino_models import COMPILED_CACHE_ENV
 from tests import clips
 from tests.unprivileged import run_without_permission_override
 
@@ -16,7 +17,10 @@ FAST_FLAGS = ["--length", "16", "--stride", "16", "--no_progress"]
 
 
 def mimamo_env(home: Path) -> dict:
+    """A user's environment with an empty weights cache; converted networks come from the session's cache
+    (``tests/conftest.py``), as every other test's do."""
     return {"PATH": os.environ["PATH"], "HOME": str(home), "MIMAMO_CACHE_DIR": str(home / "cache"),
+            COMPILED_CACHE_ENV: os.environ[COMPILED_CACHE_ENV],
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
 
 
