@@ -45,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         run(["--input", str(clip), "--output", str(output), *weight_flags, "--smoothing_size", "0.5",
              "--runner=FlinkRunner", f"--flink_master={cluster.flink_master}", "--flink_version=1.19",
              f"--flink_job_server_jar={files.flink_job_server_jar}", "--parallelism=2",
-             "--environment_type=LOOPBACK"])
+             "--environment_type=LOOPBACK",
+             *(f"--job_server_jvm_property={option}" for option in local.SHORT_LIVED_JVM_OPTIONS)])
     print_sample_rows(output, stand_in)
     return 0
 

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional
 import yaml
 
 __all__ = ["ProcessGroups", "FlinkCluster", "SparkCluster", "flink_cluster", "spark_cluster", "free_port",
-           "WORKER_POOL_NAME", "SPARK_DRIVER_JAVA_OPTIONS"]
+           "WORKER_POOL_NAME", "SPARK_DRIVER_JAVA_OPTIONS", "SHORT_LIVED_JVM_OPTIONS"]
 
 WORKER_POOL_NAME = "beam-worker-pool"
 START_TIMEOUT_S = 180
@@ -43,6 +43,11 @@ SPARK_DRIVER_JAVA_OPTIONS = ["-XX:+IgnoreUnrecognizedVMOptions"] + [
                     "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "sun.nio.ch", "sun.nio.cs",
                     "sun.security.action", "sun.util.calendar")
 ] + ["--add-opens=java.security.jgss/sun.security.krb5=ALL-UNNAMED", "-Djdk.reflect.useDirectMethodHandle=false"]
+# The JVMs of a cluster on one machine that lives for a few jobs (tests, the demo), and the job servers of those
+# jobs: only the first JIT tier (C1) and the serial collector. Their work is start-up, RPC and moving Beam's
+# elements between the SDK workers, which do the computing; C2 compilation and G1's threads cost them CPU that the
+# SDK workers beside them need. Measured in docs/performance.md ("The test suite").
+SHORT_LIVED_JVM_OPTIONS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
 PoolEnv = Callable[[int], Mapping[str, str]]  # pool index -> extra environment of that pool
 
 
@@ -252,7 +257,8 @@ def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: st
                   working_dir: Path) -> dict:
     shipped = yaml.safe_load((flink_home / "conf" / "config.yaml").read_text())
     return {
-        "env.java.opts.all": f"{shipped['env']['java']['opts']['all']} {java_opts}".strip(),
+        "env.java.opts.all": " ".join([shipped["env"]["java"]["opts"]["all"], *SHORT_LIVED_JVM_OPTIONS,
+                                       java_opts]).strip(),
         "jobmanager.rpc.address": "127.0.0.1", "jobmanager.rpc.port": rpc_port,
         "jobmanager.bind-host": "127.0.0.1", "jobmanager.memory.process.size": "1024m",
         "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1", "rest.port": rest_port,
@@ -363,7 +369,8 @@ def spark_cluster(spark_home: Path, workdir: Path, workers: int = 2, worker_pool
     groups = ProcessGroups(workdir / "log")
     port, web_port, rest_port = free_port(), free_port(), free_port()
     env = dict(os.environ, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1",
-               SPARK_LOG_DIR=str(workdir / "log"), SPARK_NO_DAEMONIZE="1")
+               SPARK_LOG_DIR=str(workdir / "log"), SPARK_NO_DAEMONIZE="1",
+               JDK_JAVA_OPTIONS=" ".join(SHORT_LIVED_JVM_OPTIONS))
     spark_class = str(spark_home / "bin" / "spark-class")
     try:
         pool_port = free_port() if worker_pools else None
@@ -380,7 +387,7 @@ def spark_cluster(spark_home: Path, workdir: Path, workers: int = 2, worker_pool
             worker_env = dict(env, SPARK_WORKER_DIR=str(workdir / f"worker-{index}"))
             if worker_pools:
                 hosts_file = _hosts_file(workdir / f"hosts-worker-{index}", hosts[index])
-                worker_env["JDK_JAVA_OPTIONS"] = f"-Djdk.net.hosts.file={hosts_file}"
+                worker_env["JDK_JAVA_OPTIONS"] += f" -Djdk.net.hosts.file={hosts_file}"
             groups.start(f"spark-worker-{index}", [spark_class, "org.apache.spark.deploy.worker.Worker",
                                                    "--host", "127.0.0.1", "--cores", "1", "--memory", "2g",
                                                    "--webui-port", str(free_port()), master_url], worker_env)

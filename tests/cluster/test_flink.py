@@ -5,12 +5,14 @@ Two environments: EXTERNAL worker pools beside each TaskManager, as on Kubernete
 ``gs://`` URIs on the Cloud Storage emulator; and LOOPBACK, the SDK harness in this process. Each run's rows must
 equal the DirectRunner's on the same clips.
 """
+from cluster.local import SHORT_LIVED_JVM_OPTIONS
 from tests.cluster import engine_checks
 
 
 def flink_flags(running) -> list:
-    return ["--runner=FlinkRunner", f"--flink_master={running.cluster.flink_master}", "--flink_version=1.19",
-            f"--flink_job_server_jar={running.files.flink_job_server_jar}", "--parallelism=2"]
+    return (["--runner=FlinkRunner", f"--flink_master={running.cluster.flink_master}", "--flink_version=1.19",
+             f"--flink_job_server_jar={running.files.flink_job_server_jar}", "--parallelism=2"]
+            + [f"--job_server_jvm_property={option}" for option in SHORT_LIVED_JVM_OPTIONS])
 
 
 def test_flink_with_worker_pools_gives_the_direct_runners_rows_from_two_taskmanagers_at_once(

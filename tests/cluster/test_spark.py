@@ -4,14 +4,14 @@ Beam's Spark job server (``--runner=SparkRunner --spark_master_url=spark://...``
 As on Flink: EXTERNAL worker pools beside each Spark worker with ``gs://`` weights, and LOOPBACK; the rows must
 equal the DirectRunner's.
 """
-from cluster.local import SPARK_DRIVER_JAVA_OPTIONS
+from cluster.local import SHORT_LIVED_JVM_OPTIONS, SPARK_DRIVER_JAVA_OPTIONS
 from tests.cluster import engine_checks
 
 
 def spark_flags(running) -> list:
     return (["--runner=SparkRunner", f"--spark_master_url={running.cluster.master_url}", "--spark_version=3",
              f"--spark_job_server_jar={running.files.spark_job_server_jar}"]
-            + [f"--job_server_jvm_property={option}" for option in SPARK_DRIVER_JAVA_OPTIONS])
+            + [f"--job_server_jvm_property={option}" for option in SPARK_DRIVER_JAVA_OPTIONS + SHORT_LIVED_JVM_OPTIONS])
 
 
 def test_spark_with_worker_pools_gives_the_direct_runners_rows_from_two_workers_at_once(
