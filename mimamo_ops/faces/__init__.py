@@ -13,7 +13,8 @@ The two built-in stages share ``builtin_stage``: shot cuts end tracks (``shots``
 face descriptor (``identity``), faces are aligned as OpenFace does (``alignment``, ``template``).
 
 Modules: ``records`` (config and records), ``landmark_model`` (locating and loading dlib's models),
-``mtcnn_model`` (the MTCNN networks), ``template`` (alignment templates), ``alignment`` (similarity fit, warp,
+``mtcnn_model`` (the MTCNN detector), ``mtcnn_weights`` (its weight files, no torch), ``mtcnn_networks`` (its
+networks in torch, imported only to run or convert them), ``template`` (alignment templates), ``alignment`` (similarity fit, warp,
 mask), ``fitting`` (landmark fitting on normalised patches and the HOG quality check), ``tracking`` (detector
 scheduling, matching, track ids), ``shots``, ``identity``, ``builtin_stage``, ``dlib_stage``, ``mtcnn_stage``,
 ``openface_stage``, ``output`` (OpenFace-layout crops and CSV on disk), ``backends`` (the stage names, light to

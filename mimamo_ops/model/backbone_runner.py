@@ -261,5 +261,5 @@ def _load_openvino(model: ResNet50FerPlus, weights_sha256: str, precision: str, 
                    cache_dir: Optional[Union[str, os.PathLike]]):
     """The OpenVINO engine for ``model`` (float32 (N, 3, 224, 224) -> (N, 2048, 1, 1)), converting it into the
     cache first if needed."""
-    return load_openvino_model(model, "resnet50_ferplus", weights_sha256, (-1, 3, INPUT_SIZE_PX, INPUT_SIZE_PX),
+    return load_openvino_model(lambda: model, "resnet50_ferplus", weights_sha256, (-1, 3, INPUT_SIZE_PX, INPUT_SIZE_PX),
                                precision, num_threads, cache_dir)

@@ -26,13 +26,14 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from mimamo_ops.runtime.cache_dirs import default_cache_dir
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["COMPILED_CACHE_ENV", "FORMAT_VERSION", "OpenVinoModel", "cache_entry_key", "compiled_cache_root",
            "load_openvino_model", "load_or_convert"]
@@ -105,7 +106,9 @@ def _entry_is_valid(entry: Path, key: dict) -> bool:
         return False
 
 
-def _convert(model: nn.Module, directory: Path, key: dict) -> None:
+def _convert(model: "nn.Module", directory: Path, key: dict) -> None:
+    import torch  # pylint: disable=import-outside-toplevel
+
     ov = _openvino()
     shape = key["input_shape"]
     # A dynamic batch traces with one item, dynamic image sides with 64 px.
@@ -117,12 +120,13 @@ def _convert(model: nn.Module, directory: Path, key: dict) -> None:
     (directory / _KEY).write_text(json.dumps(record, indent=1, sort_keys=True))
 
 
-def load_or_convert(model: nn.Module, name: str, weights_sha256: str, input_shape: Sequence[int],
-                    cache_root: Path) -> Path:
-    """The IR of ``model`` from the cache, converted and cached first if absent or stale.
+def load_or_convert(build_model: Callable[[], "nn.Module"], name: str, weights_sha256: str,
+                    input_shape: Sequence[int], cache_root: Path) -> Path:
+    """The IR of a network from the cache, converted and cached first if absent or stale.
 
     Args:
-        model: eval-mode float32 network on the CPU, weights loaded strictly.
+        build_model: returns the eval-mode float32 network on the CPU, weights loaded strictly; called only to
+            convert it (so a process that finds the entry need not import torch).
         name, weights_sha256, input_shape: the cache key (``cache_entry_key``).
         cache_root: folder of cache entries (created if missing).
 
@@ -137,7 +141,7 @@ def load_or_convert(model: nn.Module, name: str, weights_sha256: str, input_shap
     LOGGER.info("converting %s to OpenVINO IR in %s (once per weights and OpenVINO version)", name, entry)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        _convert(model, staging, key)
+        _convert(build_model(), staging, key)
         if entry.exists() and not _entry_is_valid(entry, key):
             shutil.rmtree(entry, ignore_errors=True)  # stale or half-deleted: replace it
         try:
@@ -185,10 +189,11 @@ class OpenVinoModel:
         return tuple(np.array(value, dtype=np.float32, copy=True) for value in result.values())
 
 
-def load_openvino_model(model: nn.Module, name: str, weights_sha256: str, input_shape: Sequence[int],
-                        precision: str, num_threads: int,
+def load_openvino_model(build_model: Callable[[], "nn.Module"], name: str, weights_sha256: str,
+                        input_shape: Sequence[int], precision: str, num_threads: int,
                         cache_dir: Optional[Union[str, os.PathLike]] = None) -> OpenVinoModel:
-    """``model`` compiled on OpenVINO, converted into the cache first if needed (``compiled_cache_root``)."""
+    """A network compiled on OpenVINO, converted into the cache first if needed (``compiled_cache_root``); the
+    arguments as ``load_or_convert``'s."""
     root = compiled_cache_root(cache_dir)
-    xml_path = load_or_convert(model, name, weights_sha256, input_shape, root)
+    xml_path = load_or_convert(build_model, name, weights_sha256, input_shape, root)
     return OpenVinoModel(xml_path, precision, num_threads, blob_cache_dir=root / "blobs")

@@ -16,6 +16,7 @@ set), rounded down, at least 1.
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -90,7 +91,8 @@ def apply_thread_budget(threads: int) -> None:
     """Makes every threaded library of this process use ``threads`` threads.
 
     torch intra-op threads (and so its OpenMP pool), OpenCV's pool, the FFmpeg decoder (``decoder_threads``),
-    and the ``OMP_NUM_THREADS``-style variables for pools started later. OpenVINO takes the count when a model
+    and the ``OMP_NUM_THREADS``-style variables for pools started later (a torch imported after this call takes
+    its count from them). OpenVINO takes the count when a model
     is compiled (``BackboneRunner`` reads ``torch.get_num_threads()``). torch's inter-op pool is left as is: it
     can only be sized before its first use, and the pipeline does not use it.
 
@@ -104,11 +106,12 @@ def apply_thread_budget(threads: int) -> None:
     if threads < 1:
         raise ValueError(f"threads must be >= 1; got {threads}")
     import cv2
-    import torch
 
     for name in _THREAD_ENV_VARS:
         os.environ[name] = str(threads)
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")  # not imported (a face stage's process on OpenVINO never imports it)
+    if torch is not None:
+        torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     _decoder_threads = threads
     LOGGER.info("thread budget: %d thread(s) per library in process %d", threads, os.getpid())

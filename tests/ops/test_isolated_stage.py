@@ -19,6 +19,7 @@ from mimamo_ops.decoding import video as video_module
 from mimamo_ops.decoding.video import DecodeReport, probe_video
 from mimamo_ops.errors import FaceStageError, VideoError
 from mimamo_ops.faces.isolated_stage import InProcessFaceStage, IsolatedFaceStage, IsolationConfig
+from mimamo_ops.faces.mtcnn_model import MtcnnDetector
 from mimamo_ops.faces.records import FaceConfig
 from tests import clips
 from tests.ops.isolation_fakes import FAULT_FRAME, FRAMES, PRODUCED_ENV, CrashingFaces, FaultyFaces, expected_frames
@@ -241,3 +242,18 @@ def test_the_child_runs_this_package_even_from_a_folder_holding_another_mimamo_o
     monkeypatch.chdir(tmp_path)
     with IsolatedFaceStage(FaceConfig(), 1, IsolationConfig(depth_frames=DEPTH), FaultyFaces) as stage:
         assert_serves_a_good_video(stage, videos)
+
+
+def test_the_real_face_stage_finds_faces_without_importing_torch_once_its_networks_are_converted(tmp_path):
+    """On OpenVINO the face stage's process needs torch only to convert the MTCNN networks; with them in the
+    compiled cache (converted here first, as a pipeline's first worker does) it starts without torch's 2 s of
+    imports. Checked on the child's memory map: libtorch is never loaded into it."""
+    MtcnnDetector(runtime="openvino")  # converts the networks into the session's cache if they are not there
+    clips.moving_face_clip(tmp_path / "face.mp4", n_frames=6)
+    with IsolatedFaceStage(FaceConfig(runtime="openvino"), 1, IsolationConfig()) as stage:
+        video = stage.open_video(str(tmp_path / "face.mp4"))
+        frames = list(video.frames)
+        libraries = Path(f"/proc/{stage.pid}/maps").read_text()
+    assert [frame.index for frame in frames] == list(range(6))
+    assert all(len(frame.faces) == 1 for frame in frames)
+    assert "libtorch" not in libraries and "libc10" not in libraries
