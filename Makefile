@@ -36,22 +36,14 @@ $(CLUSTER_STAMP): setup.py requirements.txt
 cluster-files: $(CLUSTER_STAMP)
 	$(CLUSTER_PY) -m cluster.prepare
 
-# Two suites run side by side, each in its own environment: the main suite on pytest-xdist, one worker per CPU
-# (at most 4, each worker needing up to 3 GB), each worker pinned to its share of the CPUs (tests/conftest.py),
-# a file's tests on one worker so that module fixtures (a pipeline run that several tests read) run once; and the
-# cluster suite on Beam $(CLUSTER_BEAM), whose Flink and Spark clusters leave a third of the CPUs idle on their
-# own (waiting on JVMs and RPCs). Its own temporary root keeps the two pytest sessions' folders apart; its output
-# is printed after the main suite's, and `make test` fails when either suite does.
-CLUSTER_TESTS_LOG := $(CLUSTER_VENV)/cluster-tests.log
+# The main suite runs on pytest-xdist, one worker per CPU (at most 4, each worker needing up to 3 GB), each
+# worker pinned to its share of the CPUs (tests/conftest.py); a file's tests stay on one worker, so module
+# fixtures (a pipeline run that several tests read) run once. The cluster tests run alone: their clusters take
+# every core.
 test: $(STAMP) cluster-files
-	$(CLUSTER_PY) -m pytest -q --durations=5 --basetemp="$${TMPDIR:-/tmp}/mimamo-cluster-tests" tests/cluster \
-		tests/pipeline/test_beam_compat.py tests/pipeline/test_local_runner.py > $(CLUSTER_TESTS_LOG) 2>&1 & \
-	cluster=$$!; \
-	$(PY) -m pytest -q --durations=15 -n auto --maxprocesses 4 --dist loadfile tests --ignore=tests/cluster; \
-	main=$$?; \
-	wait $$cluster; clusters=$$?; \
-	echo "--- cluster suite (Beam $(CLUSTER_BEAM)) ---"; cat $(CLUSTER_TESTS_LOG); \
-	test $$main -eq 0 && test $$clusters -eq 0
+	$(PY) -m pytest -q --durations=15 -n auto --maxprocesses 4 --dist loadfile tests --ignore=tests/cluster
+	$(CLUSTER_PY) -m pytest -q --durations=5 tests/cluster tests/pipeline/test_beam_compat.py \
+		tests/pipeline/test_local_runner.py
 
 demo: $(STAMP)
 	$(PY) -m beam_pipeline.cli.demo
