@@ -17,7 +17,7 @@ machine, measured in ``docs/performance.md``). torch is imported to convert the 
 import concurrent.futures
 import logging
 from pathlib import Path
-from typing import Callable, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -34,8 +34,6 @@ _PNET_STRIDE_PX = 2
 _PYRAMID_FACTOR = 0.709
 # each network (its weight file is <name>.lz4) and the input shape of its OpenVINO conversion (-1: any size)
 _NETWORKS = (("pnet", (1, 3, -1, -1)), ("rnet", (-1, 3, 24, 24)), ("onet", (-1, 3, 48, 48)))
-
-Network = Callable[[np.ndarray], Tuple[np.ndarray, ...]]  # uint8 (B, H, W, 3) RGB -> float32 outputs
 
 
 class Detections:
