@@ -92,11 +92,11 @@ def _refine(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 class _OpenVinoNet:
     """A network compiled on OpenVINO: uint8 (B, H, W, 3) RGB images -> its float32 outputs."""
 
-    def __init__(self, kind: str, folder: Path, input_shape: Tuple[int, ...]):
+    def __init__(self, kind: str, folder: Path, sha256: str, input_shape: Tuple[int, ...]):
         from mimamo_ops.runtime.openvino_models import load_openvino_model  # pylint: disable=import-outside-toplevel
 
         self._compiled = load_openvino_model(lambda: _torch_module(kind, folder), f"mtcnn_{kind}",
-                                             weights_sha256(folder), input_shape, "fp32", 1)
+                                             sha256, input_shape, "fp32", 1)
 
     def __call__(self, images: np.ndarray) -> Tuple[np.ndarray, ...]:
         return self._compiled(normalise_pixels(images))
@@ -138,7 +138,8 @@ class MtcnnDetector:
         self.thresholds = tuple(float(t) for t in thresholds)
         self._worker = None
         if self.runtime == "openvino":
-            networks = [_OpenVinoNet(kind, folder, shape) for kind, shape in _NETWORKS]
+            sha256 = weights_sha256(folder)  # the key of all three conversions: the files are read once
+            networks = [_OpenVinoNet(kind, folder, sha256, shape) for kind, shape in _NETWORKS]
         else:
             # pylint: disable-next=import-outside-toplevel
             from mimamo_ops.faces.mtcnn_networks import TorchNet, use_one_thread_here
