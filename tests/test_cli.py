@@ -84,30 +84,41 @@ _HELP_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", _HELP_COMMANDS, ids=" ".join)
-def test_help_prints_nothing_on_stderr(command, tmp_path):
+@pytest.fixture(scope="module")
+def help_of(tmp_path_factory):
+    """``help_of(command)``: the finished ``command`` (a list as in ``_HELP_COMMANDS``), run once per module in a
+    fresh process as a user runs it, from an empty folder, without ``$PYTHONWARNINGS``."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    executable = sys.executable if command[0] == "python" else str(Path(sys.executable).with_name(command[0]))
+    cwd = tmp_path_factory.mktemp("help")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    done = subprocess.run([executable, *command[1:]], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = {}
+
+    def run(command: list):
+        if tuple(command) not in done:
+            executable = sys.executable if command[0] == "python" else str(Path(sys.executable).with_name(command[0]))
+            done[tuple(command)] = subprocess.run([executable, *command[1:]], cwd=str(cwd), env=env,
+                                                  capture_output=True, text=True, timeout=120, check=False)
+        return done[tuple(command)]
+    return run
+
+
+@pytest.mark.parametrize("command", _HELP_COMMANDS, ids=" ".join)
+def test_help_prints_nothing_on_stderr(command, help_of):
+    done = help_of(command)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:")
     assert done.stderr == ""
 
 
-def test_beam_pipeline_run_help_lists_the_pipeline_options():
+def test_beam_pipeline_run_help_lists_the_pipeline_options(help_of):
     # Beam's PipelineOptions alone answers --help with a bare "usage: run.py [-h]"
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "beam_pipeline.run", "--help"], capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = help_of(["python", "-m", "beam_pipeline.run", "--help"])
+    assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: python -m beam_pipeline.run")
     for option in ("--input", "--output", "--smoothing_size", "--videos_per_commit", "--runtime"):
         assert f"  {option} " in done.stdout, option
