@@ -41,12 +41,16 @@ def proxy(s3_server, tmp_path_factory) -> Iterator[FaultProxy]:
         yield fault_proxy
 
 
+def shorten_waits(patch: pytest.MonkeyPatch) -> None:
+    patch.setattr(faults, "IO_RETRY", faults.RetryPolicy(attempts=3, first_delay_s=0.01, max_delay_s=0.02))
+    patch.setattr(faults, "VIDEO_RETRY", faults.RetryPolicy(attempts=2, first_delay_s=0.01, max_delay_s=0.02))
+    patch.setattr(beam_retry.Clock, "sleep", lambda self, seconds: None)
+    patch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
 @pytest.fixture
 def short_waits(monkeypatch) -> None:
-    monkeypatch.setattr(faults, "IO_RETRY", faults.RetryPolicy(attempts=3, first_delay_s=0.01, max_delay_s=0.02))
-    monkeypatch.setattr(faults, "VIDEO_RETRY", faults.RetryPolicy(attempts=2, first_delay_s=0.01, max_delay_s=0.02))
-    monkeypatch.setattr(beam_retry.Clock, "sleep", lambda self, seconds: None)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    shorten_waits(monkeypatch)
 
 
 def flags(output: Path, proxy: FaultProxy, weights) -> List[str]:
@@ -64,21 +68,29 @@ def videos_by_uri(output: Path) -> dict:
     return {row["video_uri"]: row for row in pq.read_table(output / "videos").to_pylist()}
 
 
-def test_a_503_for_a_while_is_retried_and_the_video_ends_ok(proxy, short_waits, synthetic_weights, tmp_path):
-    proxy.heal()
-    proxy.fail("GET", "/transient/flaky.mp4", times=3)
-    run(flags(tmp_path / "out", proxy, synthetic_weights))
-    rows = videos_by_uri(tmp_path / "out")
+@pytest.fixture(scope="module")
+def retried_run(proxy, synthetic_weights, tmp_path_factory) -> Path:
+    """The output of a run during which the flaky video's first 3 GETs were answered 503; it also serves as the
+    run that storage never interrupted."""
+    output = tmp_path_factory.mktemp("retried") / "out"
+    with pytest.MonkeyPatch.context() as patch:
+        shorten_waits(patch)
+        proxy.heal()
+        proxy.fail("GET", "/transient/flaky.mp4", times=3)
+        run(flags(output, proxy, synthetic_weights))
+        assert proxy.count("GET", "/transient/flaky.mp4", 503) == 3
+    return output
+
+
+def test_a_503_for_a_while_is_retried_and_the_video_ends_ok(retried_run):
+    rows = videos_by_uri(retried_run)
     assert (rows[FLAKY]["status"], rows[STEADY]["status"]) == ("ok", "no_face")
-    assert proxy.count("GET", "/transient/flaky.mp4", 503) == 3
-    assert pq.read_table(tmp_path / "out" / "frames").num_rows == 16
+    assert pq.read_table(retried_run / "frames").num_rows == 16
 
 
 def test_a_video_whose_storage_stays_down_is_a_transient_failure_and_the_rerun_runs_only_it(
-        proxy, short_waits, synthetic_weights, tmp_path):
+        proxy, short_waits, synthetic_weights, retried_run, tmp_path):
     output = tmp_path / "out"
-    proxy.heal()
-    run(flags(tmp_path / "uninterrupted", proxy, synthetic_weights))
     proxy.fail("GET", "/transient/flaky.mp4")  # down until healed
 
     first = run(flags(output, proxy, synthetic_weights))
@@ -103,7 +115,7 @@ def test_a_video_whose_storage_stays_down_is_a_transient_failure_and_the_rerun_r
     assert steady_record.stat().st_mtime_ns == steady_stamp
     assert sorted(path.name for path in flaky_dir.iterdir()) == ["frames.16.parquet", RECORD_FILE]
     for table, keys in (("videos", ["video_uri"]), ("frames", ["video_uri", "face_id", "frame_index"])):
-        assert read_sorted(output / table, keys).equals(read_sorted(tmp_path / "uninterrupted" / table, keys)), table
+        assert read_sorted(output / table, keys).equals(read_sorted(retried_run / table, keys)), table
 
 
 def test_a_streamed_video_whose_storage_fails_is_a_transient_failure_not_a_damaged_file(
