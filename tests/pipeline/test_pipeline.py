@@ -163,25 +163,6 @@ def test_metrics_count_videos_frames_and_snippets(first_run, first_frames):
             "video_latency_ms"} <= latencies
 
 
-def test_mimamo_run_twice_gives_identical_rows(first_run, first_frames, clip_folder, synthetic_weights, tmp_path,
-                                               capsys):
-    output = tmp_path / "run2"
-    flags = pipeline_flags(clip_folder, synthetic_weights, output)
-    argv = ["run", str(clip_folder), "--seed_outputs"] + flags[2:]
-    assert cli.main(argv) == 3  # the corrupt and the empty clip failed
-    printed = capsys.readouterr()
-    seed = output / "seed"
-    assert (seed / "one_face_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s"
-    assert (seed / "two_faces_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s,face"
-    assert (seed / "one_face_va_trend.png").stat().st_size > 0
-    assert "2 ok" in printed.out and "2 failed" in printed.out and f"{first_frames.num_rows} frame rows" in printed.out
-    assert str(output / "frames") in printed.out
-    assert "videos" in printed.err  # the tqdm bar
-    assert_same_rows(first_frames, read_sorted(output / "frames", KEY_COLUMNS))
-    first_videos = read_sorted(first_run[0] / "videos", ["video_uri"])
-    assert read_sorted(output / "videos", ["video_uri"]).equals(first_videos)
-
-
 def test_multi_processing_and_another_compute_batch_give_the_same_rows(first_frames, clip_folder,
                                                                         synthetic_weights, tmp_path):
     output = tmp_path / "multi"
@@ -201,18 +182,31 @@ def local_job_service():
         yield f"localhost:{port}"
 
 
-def test_portable_runner_on_the_local_job_service_gives_the_same_rows_and_keeps_snippets(first_frames, first_run, clip_folder,
-                                                                       synthetic_weights, tmp_path):
-    output = tmp_path / "portable"
+def test_mimamo_run_on_the_portable_runner_gives_identical_rows_seed_outputs_and_snippets(
+        first_run, first_frames, clip_folder, synthetic_weights, tmp_path, capsys):
+    """``mimamo run`` through Beam's local job service (the endpoint Flink's and Spark's job servers expose):
+    the same rows as the first run, exactly, with the original's CSV outputs and the snippet rows kept."""
+    output = tmp_path / "run2"
+    flags = pipeline_flags(clip_folder, synthetic_weights, output)
+    argv = ["run", str(clip_folder), "--seed_outputs", "--keep_intermediates"] + flags[2:]
     with local_job_service() as endpoint:
-        run(pipeline_flags(clip_folder, synthetic_weights, output) + ["--keep_intermediates"]
-            + ["--runner=PortableRunner", f"--job_endpoint={endpoint}", "--environment_type=LOOPBACK"])
+        status = cli.main(argv + ["--runner=PortableRunner", f"--job_endpoint={endpoint}",
+                                  "--environment_type=LOOPBACK"])
+    assert status == 3  # the corrupt and the empty clip failed
+    printed = capsys.readouterr()
+    seed = output / "seed"
+    assert (seed / "one_face_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s"
+    assert (seed / "two_faces_va_preds.csv").read_text().splitlines()[0] == "valence,arousal,s,face"
+    assert (seed / "one_face_va_trend.png").stat().st_size > 0
+    assert "2 ok" in printed.out and "2 failed" in printed.out and f"{first_frames.num_rows} frame rows" in printed.out
+    assert str(output / "frames") in printed.out
+    assert "videos" in printed.err  # the tqdm bar
     assert_same_rows(first_frames, read_sorted(output / "frames", KEY_COLUMNS))
+    first_videos = read_sorted(first_run[0] / "videos", ["video_uri"])
+    assert read_sorted(output / "videos", ["video_uri"]).equals(first_videos)
     snippets = pq.read_table(output / "snippets")
     assert snippets.num_rows == 3 * 2 * 16  # 3 tracks, 2 snippets of 16 rows each, before stitching
     assert set(snippets["snippet_index"].to_pylist()) == {0, 1}
-    first_videos = read_sorted(first_run[0] / "videos", ["video_uri"])
-    assert read_sorted(output / "videos", ["video_uri"]).equals(first_videos)
 
 
 def test_bad_option_fails_while_the_graph_is_built(clip_folder, synthetic_weights, tmp_path):
