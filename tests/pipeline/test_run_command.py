@@ -8,6 +8,7 @@ from typing import List
 import pyarrow.parquet as pq
 import pytest
 
+from beam_pipeline.cli import main as cli
 from mimamo_ops.runtime.openvino_models import COMPILED_CACHE_ENV
 from tests import clips
 from tests.unprivileged import run_without_permission_override
@@ -84,16 +85,22 @@ def test_usage_error_exits_2(tmp_path):
         (None, ["--output", "out"], "no MIMAMO"),  # empty cache, no weights given
     ],
 )
-def test_start_up_problem_is_one_line_exit_2_before_any_work(workdir, setup, flags, message):
+def test_start_up_problem_is_one_line_exit_2_before_any_work(workdir, setup, flags, message, monkeypatch, capsys):
+    """In this process (``cli.main``), with the user's environment of ``mimamo_env``; the same one-line answer from
+    a real ``mimamo`` process is checked in ``test_some_inputs_failed_exits_3_and_says_how_many_and_where``."""
     if setup == "file":
         (workdir / "taken").write_text("a file\n")
     if setup == "text":
         (workdir / "notes.pth.tar").write_text("not a checkpoint\n")
-    done = mimamo(["run", "still.mp4", *flags, *FAST_FLAGS], workdir, timeout_s=300)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mimamo run: error: ") and message in lines[0], done.stderr
-    assert not (workdir / "out" / "videos").exists() and done.stdout == ""
+    for name, value in mimamo_env(workdir).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(workdir)
+    status = cli.main(["run", "still.mp4", *flags, *FAST_FLAGS])
+    printed = capsys.readouterr()
+    assert status == 2, printed.err
+    lines = printed.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mimamo run: error: ") and message in lines[0], printed.err
+    assert not (workdir / "out" / "videos").exists() and printed.out == ""
 
 
 def test_output_that_is_not_writable_is_one_line_exit_2(workdir):
