@@ -3,11 +3,13 @@
 ``check_worker_pools_run`` and ``check_loopback_run`` are the two test bodies both engines share; each engine's
 test gives its own runner flags and checks its own cluster's record of the job.
 """
+import contextlib
 import itertools
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from beam_pipeline.run import run
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from tests.cluster.conftest import COPIES, Running, read_probe
+from tests.cluster.probe.sitecustomize import BARRIER_FILE
 from tests.pipeline.test_pipeline import KEY_COLUMNS, pipeline_flags, read_sorted
 
 ATOL = 1e-5
@@ -109,6 +112,19 @@ def assert_sdk_processes_per_pool(records: List[dict], most: int) -> None:
     assert set(started) == {"pool-0", "pool-1"} and max(started.values()) <= most, started
 
 
+@contextlib.contextmanager
+def probe_barrier(probe_dir: Path) -> Iterator[None]:
+    """Holds the probe's barrier (``probe/sitecustomize.py``) while the block runs: each SDK process's first video
+    waits until a video has started in the other pool, so that the overlap checked afterwards does not depend on
+    which inputs the runner happened to give each worker."""
+    barrier = probe_dir / BARRIER_FILE
+    barrier.write_text(uuid.uuid4().hex)
+    try:
+        yield
+    finally:
+        barrier.unlink()
+
+
 def run_and_time(what: str, flags: List[str]):
     """Runs the pipeline with ``flags``, prints its wall time (for the CI log) and returns its result."""
     started = time.monotonic()
@@ -128,10 +144,11 @@ def check_worker_pools_run(what: str, running: Running, engine_flags: Sequence[s
     once.
     """
     copies = {str(copies_folder / name): str(clip_folder / "one_face.mp4") for name in COPIES}
-    result = run_and_time(what, pipeline_flags(clip_folder, remote_weights, output)
-                          + ["--input", str(copies_folder)] + list(engine_flags)
-                          + ["--environment_type=EXTERNAL",
-                             f"--environment_config={running.cluster.environment_config}"])
+    with probe_barrier(running.probe_dir):
+        result = run_and_time(what, pipeline_flags(clip_folder, remote_weights, output)
+                              + ["--input", str(copies_folder)] + list(engine_flags)
+                              + ["--environment_type=EXTERNAL",
+                                 f"--environment_config={running.cluster.environment_config}"])
     assert_rows_match(expected, output, copies)
     assert_counters(result, output, copies=len(copies))
     records = read_probe(running.probe_dir)

@@ -1,9 +1,10 @@
 """The pipeline on a real Flink 1.19 cluster on 127.0.0.1 (``cluster.local.flink_cluster``), through Beam's
 Flink job server (``--runner=FlinkRunner --flink_master=...``, the jar built by ``cluster.prepare``).
 
-Two environments: EXTERNAL worker pools beside each TaskManager, as on Kubernetes, with the weights as
-``gs://`` URIs on the Cloud Storage emulator; and LOOPBACK, the SDK harness in this process. Each run's rows must
-equal the DirectRunner's on the same clips.
+Here: EXTERNAL worker pools beside each TaskManager, as on Kubernetes, with the weights as ``gs://`` URIs on the
+Cloud Storage emulator; the run's rows must equal the DirectRunner's on the same clips. LOOPBACK (the SDK harness
+in the launching process) is the environment of ``test_flink_faults``, whose good videos' rows must equal a clean
+local run's; ``test_flink_resume`` runs the worker pools again through two kills.
 """
 from cluster.local import SHORT_LIVED_JVM_OPTIONS
 from tests.cluster import engine_checks
@@ -21,8 +22,3 @@ def test_flink_with_worker_pools_gives_the_direct_runners_rows_from_two_taskmana
                                          remote_weights, direct_rows, tmp_path / "out")
     assert flink.cluster.overview()["jobs-finished"] >= 1
 
-
-def test_flink_loopback_gives_the_direct_runners_rows(flink, clip_folder, synthetic_weights,
-                                                      direct_rows, tmp_path):
-    engine_checks.check_loopback_run("flink loopback", flink_flags(flink), clip_folder, synthetic_weights,
-                                     direct_rows, tmp_path / "out")

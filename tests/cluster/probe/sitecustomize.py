@@ -8,11 +8,22 @@ appends JSON lines to ``$MIMAMO_PROBE_DIR/<pid>.jsonl``:
 * ``{"event": "sdk_process"}``: an SDK harness process started (by the worker pool, for a job's environment).
 
 Every line also carries ``pid`` and ``pool`` (``$MIMAMO_WORKER_POOL``: which TaskManager's worker pool started
-the process). The pipeline's behaviour is unchanged; the probe only observes it.
+the process). The pipeline's results are unchanged; the probe observes them.
+
+One thing it does besides: while a test holds the barrier file (``BARRIER_FILE`` in ``$MIMAMO_PROBE_DIR``, holding
+a token of that run), each SDK process's first video waits, at most ``BARRIER_WAIT_S``, until a video has started
+in another pool during the same run. A runner that shares a job's videos out randomly may give one worker only
+the inputs that fail at once (a corrupt and an empty file, a clip without a face), done before the other
+worker's SDK process has started; the overlap the test looks for would then depend on that draw. Held, the
+barrier leaves only what the test means: whether the runner keeps both workers busy at the same time. A runner
+that used one worker at a time never releases it, and the test fails.
 """
 import json
 import os
 import time
+
+BARRIER_FILE = "barrier"
+BARRIER_WAIT_S = 120.0
 
 
 def _record(event: dict) -> None:
@@ -22,13 +33,37 @@ def _record(event: dict) -> None:
         handle.write(json.dumps(event) + "\n")
 
 
+def _wait_for_another_pool() -> None:
+    """While the barrier file exists: marks this pool as started in this run, then waits (at most
+    ``BARRIER_WAIT_S``) until another pool has done the same."""
+    directory = os.environ["MIMAMO_PROBE_DIR"]
+    try:
+        with open(os.path.join(directory, BARRIER_FILE), encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except FileNotFoundError:
+        return
+    pool = os.environ["MIMAMO_WORKER_POOL"]
+    open(os.path.join(directory, f"started-{token}-{pool}"), "w", encoding="utf-8").close()
+    deadline = time.monotonic() + BARRIER_WAIT_S
+    while time.monotonic() < deadline:
+        if any(name.startswith(f"started-{token}-") and name != f"started-{token}-{pool}"
+               for name in os.listdir(directory)):
+            return
+        time.sleep(0.05)
+
+
 def _install() -> None:
     from beam_pipeline import predict, remote_files  # pylint: disable=import-outside-toplevel
 
     process = predict.PredictVideoDoFn.process
     fetch = remote_files._fetch_into_cache  # pylint: disable=protected-access
 
+    waited = []  # this process's first video waits at the barrier, no later one
+
     def probed_process(self, uri):
+        if not waited:
+            waited.append(True)
+            _wait_for_another_pool()
         start = time.time()
         yield from process(self, uri)
         _record({"event": "video", "uri": uri, "start": start, "end": time.time()})
