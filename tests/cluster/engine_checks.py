@@ -1,7 +1,8 @@
 """Checks shared by the Flink and Spark tests: same rows as the DirectRunner, parallel videos, one fetch each.
 
-``check_worker_pools_run`` and ``check_loopback_run`` are the two test bodies both engines share; each engine's
-test gives its own runner flags and checks its own cluster's record of the job.
+``check_worker_pools_run`` is the test body both engines share; each engine's test gives its own runner flags and
+checks its own cluster's record of the job. ``check_loopback_run`` is Spark's LOOPBACK test (Flink's LOOPBACK run
+is ``test_flink_faults``, beside videos with faults).
 """
 import contextlib
 import itertools
