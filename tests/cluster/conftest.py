@@ -54,8 +54,9 @@ def direct_rows(clip_folder, synthetic_weights, tmp_path_factory) -> Dict[str, p
 
 @pytest.fixture(scope="session")
 def copies_folder(clip_folder, tmp_path_factory) -> Path:
-    """Two byte-for-byte copies of the one-face clip: with them four videos take long, so that each of two
-    workers gets at least one of them whatever way the runner spreads the five inputs plus these two."""
+    """Two byte-for-byte copies of the one-face clip: with them four of the seven inputs take seconds, not
+    milliseconds. The runner may still give one worker only quick ones; ``engine_checks.probe_barrier`` makes
+    the overlap check hold whatever it gives."""
     folder = tmp_path_factory.mktemp("copies")
     for name in COPIES:
         shutil.copyfile(clip_folder / "one_face.mp4", folder / name)
