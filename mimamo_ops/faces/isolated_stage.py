@@ -285,8 +285,10 @@ class _MemoryWatch:
                 return
             limit = self.limit_bytes
             if limit is not None and resident > limit:
+                # The growth is rounded up: it is over the budget, so it never reads as equal to it.
+                grown_mb = -(-(resident - self._start_bytes) // _MB)
                 self.reason = (f"face stage over its memory budget of {(limit - self._start_bytes) // _MB} MB: "
-                               f"{(resident - self._start_bytes) // _MB} MB more than when the video began, "
+                               f"{grown_mb} MB more than when the video began, "
                                f"{resident // _MB} MB resident")
                 os.kill(self.pid, signal.SIGKILL)
                 return
