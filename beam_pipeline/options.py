@@ -22,8 +22,8 @@ from apache_beam.options.pipeline_options import (
 from beam_pipeline.flags import (FIXED_BY_CHECKPOINT, MAX_PYRAMID_HEIGHT, MIN_PYRAMID_HEIGHT, add_mimamo_arguments,
                                  mimamo_option_names)
 
-__all__ = ["EXECUTION_ONLY_OPTIONS", "SPARK_ENVIRONMENT_CACHE_MS", "MimamoOptions", "identity_options",
-           "is_secret_option", "keep_spark_sdk_environments", "options_as_json", "recordable_options",
+__all__ = ["EXECUTION_ONLY_OPTIONS", "SDK_ENVIRONMENT_CACHE_MS", "MimamoOptions", "identity_options",
+           "is_secret_option", "keep_sdk_environments", "options_as_json", "recordable_options",
            "redact_secrets", "secret_option_values", "secret_values", "validate_options",
            "worker_processes_per_machine"]
 
@@ -188,19 +188,21 @@ def worker_processes_per_machine(options: PipelineOptions) -> int:
     return 1
 
 
-# How long Beam's Spark runner keeps a job's idle SDK environment for its next task when --environment_cache_millis
-# is left at Beam's 0. With 0 it starts a fresh SDK process for every task (23 for the seven clips of
-# tests/cluster/test_spark.py), each importing Beam and loading the models in setup() again; kept, one SDK process
-# per worker serves the job (pipeline wall time 152 s -> 65 s there). With the option, Flink's runner still closed
-# most environments between tasks (7 SDK processes per TaskManager -> 5) and the job was no faster, so Flink is
-# left at Beam's default.
-SPARK_ENVIRONMENT_CACHE_MS = 60_000
+# How long Beam's Spark and Flink runners keep a job's idle SDK environment for its next task when
+# --environment_cache_millis is left at Beam's 0. With 0 they start a fresh SDK process for every task (Spark) or
+# every scheduling region (Flink), each importing Beam and loading the models in setup() again. Measured on the
+# seven inputs of tests/cluster (docs/clusters.md): Spark 23 SDK processes -> 2, pipeline 152 s -> 65 s; Flink
+# 7 SDK processes per TaskManager -> 1, pipeline 106 s -> 56 s. Flink's runner honours the delay only when Beam's
+# classes come from the TaskManager's own class path (``cluster.local.flink_cluster``); with them in the job's
+# jar it closes each environment at once, with or without the option.
+SDK_ENVIRONMENT_CACHE_MS = 60_000
+_CACHING_RUNNERS = ("sparkrunner", "spark", "flinkrunner", "flink")
 
 
-def keep_spark_sdk_environments(options: PipelineOptions) -> None:
-    """On the SparkRunner, sets ``--environment_cache_millis`` to ``SPARK_ENVIRONMENT_CACHE_MS`` when it is not
-    given (Beam's default is 0, no caching). A value given on the command line, 0 included, is kept: Beam parses
-    the flag as text, so a given "0" is not the default's 0.
+def keep_sdk_environments(options: PipelineOptions) -> None:
+    """On the SparkRunner and the FlinkRunner, sets ``--environment_cache_millis`` to ``SDK_ENVIRONMENT_CACHE_MS``
+    when it is not given (Beam's default is 0, no caching). A value given on the command line, 0 included, is
+    kept: Beam parses the flag as text, so a given "0" is not the default's 0.
 
     Not with ``--environment_type=LOOPBACK``: there the SDK harness runs in this process, so no process is started
     per task.
@@ -210,5 +212,5 @@ def keep_spark_sdk_environments(options: PipelineOptions) -> None:
     """
     portable = options.view_as(PortableOptions)
     loopback = (portable.environment_type or "").upper() == "LOOPBACK"
-    if _runner_name(options) in ("sparkrunner", "spark") and not loopback and not portable.environment_cache_millis:
-        portable.environment_cache_millis = SPARK_ENVIRONMENT_CACHE_MS
+    if _runner_name(options) in _CACHING_RUNNERS and not loopback and not portable.environment_cache_millis:
+        portable.environment_cache_millis = SDK_ENVIRONMENT_CACHE_MS

@@ -38,7 +38,7 @@ from beam_pipeline.flags import add_mimamo_arguments
 from beam_pipeline.inputs import InputMatch
 from beam_pipeline.locks import OutputLock
 from beam_pipeline.metrics import read_counters
-from beam_pipeline.options import (MimamoOptions, keep_spark_sdk_environments, redact_secrets,
+from beam_pipeline.options import (MimamoOptions, keep_sdk_environments, redact_secrets,
                                    secret_option_values, secret_values, validate_options)
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.resume import RunPlan, build_manifest, prepare_output
@@ -185,7 +185,7 @@ def run_with_options(options: PipelineOptions, test_pipeline: Optional[beam.Pipe
     configure_logging(mimamo)
     undo_output_abbreviation(options, mimamo.output)
     _apply_local_workers(options)
-    keep_spark_sdk_environments(options)
+    keep_sdk_environments(options)
     use_anonymous_gcs_for_emulator()
     validate_options(mimamo)
     FileSystems.set_options(options)  # the S3 endpoint and keys, for the launcher's own reads and writes

@@ -7,8 +7,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
 
 from beam_pipeline.inputs import DEFAULT_VIDEO_EXTENSIONS
-from beam_pipeline.options import (SPARK_ENVIRONMENT_CACHE_MS, MimamoOptions, identity_options,
-                                   keep_spark_sdk_environments, options_as_json, secret_option_values,
+from beam_pipeline.options import (SDK_ENVIRONMENT_CACHE_MS, MimamoOptions, identity_options,
+                                   keep_sdk_environments, options_as_json, secret_option_values,
                                    secret_values, validate_options)
 from beam_pipeline.run import SecretFilter
 
@@ -124,18 +124,21 @@ def test_worker_processes_per_machine_follows_the_runner(flags, processes):
 @pytest.mark.parametrize(
     "flags, cache_ms",
     [
-        (["--runner", "SparkRunner"], SPARK_ENVIRONMENT_CACHE_MS),
-        (["--runner", "SparkRunner", "--environment_type", "EXTERNAL"], SPARK_ENVIRONMENT_CACHE_MS),
+        (["--runner", "SparkRunner"], SDK_ENVIRONMENT_CACHE_MS),
+        (["--runner", "SparkRunner", "--environment_type", "EXTERNAL"], SDK_ENVIRONMENT_CACHE_MS),
         (["--runner", "SparkRunner", "--environment_cache_millis", "5"], "5"),  # given: kept (Beam keeps the text)
         (["--runner", "SparkRunner", "--environment_cache_millis", "0"], "0"),  # given, even 0: kept
         (["--runner", "SparkRunner", "--environment_type", "LOOPBACK"], 0),  # the harness is the launcher
-        (["--runner", "FlinkRunner"], 0),
+        (["--runner", "FlinkRunner", "--environment_type", "EXTERNAL"], SDK_ENVIRONMENT_CACHE_MS),
+        (["--runner", "FlinkRunner", "--environment_cache_millis", "0"], "0"),
+        (["--runner", "FlinkRunner", "--environment_type", "LOOPBACK"], 0),
+        (["--runner", "DataflowRunner"], 0),
         ([], 0),
     ],
 )
-def test_spark_jobs_keep_their_sdk_environments_between_tasks(flags, cache_ms):
+def test_spark_and_flink_jobs_keep_their_sdk_environments_between_tasks(flags, cache_ms):
     options = PipelineOptions(flags)
-    keep_spark_sdk_environments(options)
+    keep_sdk_environments(options)
     assert options.view_as(PortableOptions).environment_cache_millis == cache_ms
 
 
