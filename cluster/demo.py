@@ -40,7 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     output = workdir / "results"
     shutil.rmtree(output, ignore_errors=True)  # the pipeline refuses to mix its shards with an earlier run's
     shutil.rmtree(workdir / "cluster", ignore_errors=True)
-    with local.flink_cluster(files.flink_home, workdir / "cluster", task_managers=2) as cluster:
+    with local.flink_cluster(files.flink_home, workdir / "cluster", task_managers=2,
+                             beam_jar=files.flink_job_server_jar) as cluster:
         LOGGER.info("Flink cluster up: %s (web UI %s)", cluster.flink_master, cluster.rest_url)
         run(["--input", str(clip), "--output", str(output), *weight_flags, "--smoothing_size", "0.5",
              "--runner=FlinkRunner", f"--flink_master={cluster.flink_master}", "--flink_version=1.19",

@@ -254,9 +254,11 @@ class FlinkCluster:
 
 
 def _flink_config(flink_home: Path, rest_port: int, rpc_port: int, java_opts: str, resource_id: str,
-                  working_dir: Path) -> dict:
+                  working_dir: Path, beam_on_class_path: bool) -> dict:
     shipped = yaml.safe_load((flink_home / "conf" / "config.yaml").read_text())
     return {
+        # the job's classes from the daemon's own class path where it has them (Beam's, see flink_cluster)
+        **({"classloader.resolve-order": "parent-first"} if beam_on_class_path else {}),
         "env.java.opts.all": " ".join([shipped["env"]["java"]["opts"]["all"], *SHORT_LIVED_JVM_OPTIONS,
                                        java_opts]).strip(),
         "jobmanager.rpc.address": "127.0.0.1", "jobmanager.rpc.port": rpc_port,
@@ -287,8 +289,14 @@ def _flink_conf_dir(flink_home: Path, directory: Path, config: dict) -> Path:
 
 @contextlib.contextmanager
 def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worker_pools: bool = False,
-                  pool_env: Optional[PoolEnv] = None) -> Iterator[FlinkCluster]:
+                  pool_env: Optional[PoolEnv] = None, beam_jar: Optional[Path] = None) -> Iterator[FlinkCluster]:
     """A Flink standalone session cluster on 127.0.0.1, stopped (every process) when the block ends.
+
+    With ``beam_jar`` (Beam's Flink job-server jar, the one the jobs are submitted with) every daemon has Beam's
+    runner on its own class path, after Flink's jars (so Flink's classes stay the distribution's; the jar bundles
+    a copy), and loads a job's classes from there first. Beam's Flink runner keeps a job's SDK environments
+    between stages (``--environment_cache_millis``) only when its classes come from that class path: with them in
+    the job's jar alone, each TaskManager starts a fresh SDK process for each scheduling region of the job.
 
     Args:
         flink_home: a Flink distribution (``cluster.prepare``).
@@ -296,6 +304,7 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
         task_managers: how many TaskManagers (one slot each).
         worker_pools: also start one EXTERNAL worker pool per TaskManager.
         pool_env: pool index -> extra environment of that worker pool (and so of its SDK worker processes).
+        beam_jar: Beam's Flink job-server jar, put on every daemon's class path (see above).
     """
     groups = ProcessGroups(workdir / "log")
     rest_port, rpc_port = free_port(), free_port()
@@ -303,12 +312,15 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
     # the pid files too (Flink's scripts keep them in /tmp and name the log files by their line count)
     env = dict(os.environ, FLINK_HOME=str(flink_home), FLINK_LOG_DIR=str(workdir / "log"),
                FLINK_PID_DIR=str(workdir / "pids"))
+    if beam_jar is not None:
+        env["HADOOP_CLASSPATH"] = str(beam_jar)  # Flink's scripts append it after Flink's own jars
     try:
         pool_port = free_port() if worker_pools else None
         hosts = _start_worker_pools(groups, task_managers, pool_port, pool_env) \
             if worker_pools else []
         jm_conf = _flink_conf_dir(flink_home, workdir / "conf-jobmanager",
-                                  _flink_config(flink_home, rest_port, rpc_port, "", "jobmanager", working_dir))
+                                  _flink_config(flink_home, rest_port, rpc_port, "", "jobmanager", working_dir,
+                                                 beam_jar is not None))
         groups.start("jobmanager", [str(flink_home / "bin" / "jobmanager.sh"), "start-foreground"],
                      dict(env, FLINK_CONF_DIR=str(jm_conf)))
         for index in range(task_managers):
@@ -318,7 +330,7 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
                 java_opts = f"-Djdk.net.hosts.file={hosts_file}"
             conf = _flink_conf_dir(flink_home, workdir / f"conf-taskmanager-{index}",
                                    _flink_config(flink_home, rest_port, rpc_port, java_opts, f"taskmanager-{index}",
-                                                 working_dir))
+                                                 working_dir, beam_jar is not None))
             groups.start(f"taskmanager-{index}", [str(flink_home / "bin" / "taskmanager.sh"), "start-foreground"],
                          dict(env, FLINK_CONF_DIR=str(conf)))
         cluster = FlinkCluster(f"127.0.0.1:{rest_port}", f"http://127.0.0.1:{rest_port}", workdir / "log",

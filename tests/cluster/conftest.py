@@ -82,13 +82,15 @@ def pool_environment(gcs_emulator: str, probe_dir: Path, cache_root: Path):
 
 @pytest.fixture(scope="session")
 def flink(gcs_emulator, tmp_path_factory) -> Iterator[Running]:
-    """A Flink 1.19 cluster: a JobManager, two TaskManagers (one slot each), a worker pool beside each."""
+    """A Flink 1.19 cluster: a JobManager, two TaskManagers (one slot each), a worker pool beside each, Beam's
+    runner on the daemons' class path (so that they keep a job's SDK environments)."""
     files = prepare(("flink",))  # cached: `make test` prepares it before the tests
     workdir = tmp_path_factory.mktemp("flink")
     probe_dir = workdir / "probe"
     probe_dir.mkdir()
     with local.flink_cluster(files.flink_home, workdir, task_managers=2, worker_pools=True,
-                             pool_env=pool_environment(gcs_emulator, probe_dir, workdir / "caches")) as cluster:
+                             pool_env=pool_environment(gcs_emulator, probe_dir, workdir / "caches"),
+                             beam_jar=files.flink_job_server_jar) as cluster:
         yield Running(cluster, probe_dir, files)
 
 

@@ -108,7 +108,8 @@ def assert_weights_fetched_once_per_process(records: List[dict], weight_uris: Tu
 
 def assert_sdk_processes_per_pool(records: List[dict], most: int) -> None:
     """Each of the two worker pools started between 1 and ``most`` SDK processes for the job: the runner kept
-    its environment between tasks (``options.SPARK_ENVIRONMENT_CACHE_MS`` on Spark) instead of starting one per task."""
+    its environment between tasks (``options.SDK_ENVIRONMENT_CACHE_MS``) instead of starting one per task (Spark)
+    or per scheduling region (Flink)."""
     started = Counter(record["pool"] for record in records if record["event"] == "sdk_process")
     assert set(started) == {"pool-0", "pool-1"} and max(started.values()) <= most, started
 
