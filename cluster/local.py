@@ -313,7 +313,8 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
     env = dict(os.environ, FLINK_HOME=str(flink_home), FLINK_LOG_DIR=str(workdir / "log"),
                FLINK_PID_DIR=str(workdir / "pids"))
     if beam_jar is not None:
-        env["HADOOP_CLASSPATH"] = str(beam_jar)  # Flink's scripts append it after Flink's own jars
+        # Flink's scripts put HADOOP_CLASSPATH after Flink's own jars
+        env["HADOOP_CLASSPATH"] = os.pathsep.join(filter(None, [env.get("HADOOP_CLASSPATH"), str(beam_jar)]))
     try:
         pool_port = free_port() if worker_pools else None
         hosts = _start_worker_pools(groups, task_managers, pool_port, pool_env) \
