@@ -10,6 +10,11 @@ appends JSON lines to ``$MIMAMO_PROBE_DIR/<pid>.jsonl``:
 Every line also carries ``pid`` and ``pool`` (``$MIMAMO_WORKER_POOL``: which TaskManager's worker pool started
 the process). The pipeline's results are unchanged; the probe observes them.
 
+A test may also hold the processes of a job it has stopped (``hold_started_processes``): an SDK process started
+before the time written in ``HOLD_FILE`` starts no further video. A job whose TaskManager was killed goes on
+for seconds on the other one, and its processes run on after the job has failed; held, they finish at most the
+video each is in, so the next run of the test still has videos to do.
+
 One thing it does besides: while a test holds the barrier file (``BARRIER_FILE`` in ``$MIMAMO_PROBE_DIR``, holding
 a token of that run), each SDK process's first video waits, at most ``BARRIER_WAIT_S``, until a video has started
 in another pool during the same run. A runner that shares a job's videos out randomly may give one worker only
@@ -24,6 +29,9 @@ import time
 
 BARRIER_FILE = "barrier"
 BARRIER_WAIT_S = 120.0
+HOLD_FILE = "hold"
+HOLD_WAIT_S = 600.0
+_STARTED = time.time()  # when this process started (sitecustomize runs first)
 
 
 def _record(event: dict) -> None:
@@ -52,6 +60,30 @@ def _wait_for_another_pool() -> None:
         time.sleep(0.05)
 
 
+def hold_started_processes(probe_dir) -> None:
+    """From now on, the SDK processes started until now start no further video (used by the tests)."""
+    path = os.path.join(str(probe_dir), HOLD_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(repr(time.time()))
+    os.replace(path + ".tmp", path)
+
+
+def _wait_while_held() -> None:
+    """Waits while this process is held (it started before the hold's time); gives up with an error after
+    ``HOLD_WAIT_S``, so that a held process never goes on to commit a video."""
+    deadline = time.monotonic() + HOLD_WAIT_S
+    while True:
+        try:
+            with open(os.path.join(os.environ["MIMAMO_PROBE_DIR"], HOLD_FILE), encoding="utf-8") as handle:
+                if float(handle.read()) <= _STARTED:
+                    return
+        except FileNotFoundError:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("test probe: this SDK process's job was stopped by the test; no further video")
+        time.sleep(0.05)
+
+
 def _install() -> None:
     from beam_pipeline import predict, remote_files  # pylint: disable=import-outside-toplevel
 
@@ -61,6 +93,7 @@ def _install() -> None:
     waited = []  # this process's first video waits at the barrier, no later one
 
     def probed_process(self, uri):
+        _wait_while_held()
         if not waited:
             waited.append(True)
             _wait_for_another_pool()
