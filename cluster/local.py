@@ -312,7 +312,8 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
     # the pid files too (Flink's scripts keep them in /tmp and name the log files by their line count)
     env = dict(os.environ, FLINK_HOME=str(flink_home), FLINK_LOG_DIR=str(workdir / "log"),
                FLINK_PID_DIR=str(workdir / "pids"))
-    if beam_jar is not None:
+    beam_on_class_path = beam_jar is not None
+    if beam_on_class_path:
         # Flink's scripts put HADOOP_CLASSPATH after Flink's own jars
         env["HADOOP_CLASSPATH"] = os.pathsep.join(filter(None, [env.get("HADOOP_CLASSPATH"), str(beam_jar)]))
     try:
@@ -321,7 +322,7 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
             if worker_pools else []
         jm_conf = _flink_conf_dir(flink_home, workdir / "conf-jobmanager",
                                   _flink_config(flink_home, rest_port, rpc_port, "", "jobmanager", working_dir,
-                                                 beam_jar is not None))
+                                                 beam_on_class_path))
         groups.start("jobmanager", [str(flink_home / "bin" / "jobmanager.sh"), "start-foreground"],
                      dict(env, FLINK_CONF_DIR=str(jm_conf)))
         for index in range(task_managers):
@@ -331,7 +332,7 @@ def flink_cluster(flink_home: Path, workdir: Path, task_managers: int = 2, worke
                 java_opts = f"-Djdk.net.hosts.file={hosts_file}"
             conf = _flink_conf_dir(flink_home, workdir / f"conf-taskmanager-{index}",
                                    _flink_config(flink_home, rest_port, rpc_port, java_opts, f"taskmanager-{index}",
-                                                 working_dir, beam_jar is not None))
+                                                 working_dir, beam_on_class_path))
             groups.start(f"taskmanager-{index}", [str(flink_home / "bin" / "taskmanager.sh"), "start-foreground"],
                          dict(env, FLINK_CONF_DIR=str(conf)))
         cluster = FlinkCluster(f"127.0.0.1:{rest_port}", f"http://127.0.0.1:{rest_port}", workdir / "log",

@@ -78,6 +78,11 @@ def counters(result) -> Dict[str, int]:
     return totals
 
 
+def copies_of(clip_folder: Path, copies_folder: Path) -> Dict[str, str]:
+    """URI of each copy in ``copies_folder`` -> URI of the clip it copies (``assert_rows_match``'s ``copies``)."""
+    return {str(copies_folder / name): str(clip_folder / "one_face.mp4") for name in COPIES}
+
+
 def assert_counters(result, output: Path, copies: int = 0) -> None:
     """The counters agree with what the tables under ``output`` hold (``copies``: extra ok videos)."""
     totals = counters(result)
@@ -145,7 +150,7 @@ def check_worker_pools_run(what: str, running: Running, engine_flags: Sequence[s
     at most ``sdk_processes_per_pool`` SDK processes (when given), and each SDK process fetched each weights file
     once.
     """
-    copies = {str(copies_folder / name): str(clip_folder / "one_face.mp4") for name in COPIES}
+    copies = copies_of(clip_folder, copies_folder)
     with probe_barrier(running.probe_dir):
         result = run_and_time(what, pipeline_flags(clip_folder, remote_weights, output)
                               + ["--input", str(copies_folder)] + list(engine_flags)

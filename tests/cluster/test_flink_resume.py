@@ -75,9 +75,7 @@ def killed_and_resumed(flink, clip_folder, copies_folder, remote_weights, tmp_pa
              + flink_flags(flink)
              + ["--environment_type=EXTERNAL", f"--environment_config={flink.cluster.environment_config}"])
     cluster = flink.cluster
-    record: Dict[str, object] = {"output": output,
-                                 "copies": {str(copies_folder / name): str(clip_folder / "one_face.mp4")
-                                            for name in COPIES}}
+    record: Dict[str, object] = {"output": output, "copies": engine_checks.copies_of(clip_folder, copies_folder)}
     jobs_before = set(cluster.jobs())
 
     first = start(flags)
