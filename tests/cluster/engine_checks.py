@@ -6,6 +6,7 @@ is ``test_flink_faults``, beside videos with faults).
 """
 import contextlib
 import itertools
+import re
 import time
 import uuid
 from collections import Counter
@@ -130,6 +131,23 @@ def probe_barrier(probe_dir: Path) -> Iterator[None]:
         yield
     finally:
         barrier.unlink()
+
+
+_ERROR_LINE = re.compile(r" ERROR |^(Caused by: )?[\w.$]+(Error|Exception|Rendezvous)\b")
+
+
+def failure_report(run_output: Path, cluster_log_dir: Path, lines: int = 40) -> str:
+    """What a failed cluster run left in its logs, for an assertion message: the last ``lines`` lines that name
+    an error (ERROR records, each traceback's exception line, Java's ``Caused by:``) in the run's log under
+    ``run_output/_logs`` and in the cluster daemons' logs (a harness that closed its connection, an executor
+    shut down early: the causes of a failed LOOPBACK job)."""
+    def errors(paths) -> List[str]:
+        return [f"{path.name}: {line}" for path in sorted(paths)
+                for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                if _ERROR_LINE.search(line)][-lines:]
+
+    return "\n".join(["", "-- errors in the run's log --", *errors((run_output / "_logs").glob("*.log")),
+                       "-- errors in the cluster's logs --", *errors(cluster_log_dir.glob("flink-*.log"))])
 
 
 def run_and_time(what: str, flags: List[str]):

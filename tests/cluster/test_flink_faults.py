@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.engine_checks import failure_report
 from tests.cluster.test_flink import flink_flags
 from tests.pipeline.test_fault_isolation import (FAULTS, FLAGS, GOOD, STALL_S, assert_good_rows_equal_clean_run,
                                                  clean_output, corpus, run_mimamo, videos_by_name, weight_flags)
@@ -25,17 +26,19 @@ def flink_faulty_run(flink, corpus, synthetic_weights, tmp_path_factory):
     done = run_mimamo(["run", str(corpus), "--output", str(output), "--stall_timeout_s", str(STALL_S),
                        *weight_flags(synthetic_weights), *FLAGS, *flink_flags(flink), "--environment_type=LOOPBACK"],
                       {"MIMAMO_FAULTS": FAULTS}, corpus.parent)
+    done.report = failure_report(output, flink.cluster.log_dir)
     return output, done, flink.cluster.overview()["jobs-finished"] - finished_before
 
 
 def test_the_flink_job_finishes_and_the_run_ends_with_status_3(flink_faulty_run):
     _, done, jobs_finished = flink_faulty_run
-    assert done.returncode == 3, done.stdout + done.stderr
+    # on a failure, the run's and the cluster's error lines too: the cause of a failed LOOPBACK job is there
+    assert done.returncode == 3, done.stdout + done.stderr + done.report
     assert "3 input(s) failed" in done.stdout, done.stdout
     assert jobs_finished >= 1
     assert done.lingering == []
     # the in-process SDK harness's threads that end when the job server goes are logged, not printed
-    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr, done.stderr + done.report
 
 
 def test_each_bad_video_has_its_row_and_reason(flink_faulty_run, corpus: Path):
