@@ -137,10 +137,10 @@ _ERROR_LINE = re.compile(r" ERROR |^(Caused by: )?[\w.$]+(Error|Exception|Rendez
 
 
 def failure_report(run_output: Path, cluster_log_dir: Path, lines: int = 40) -> str:
-    """What a failed cluster run left in its logs, for an assertion message: the last ``lines`` lines that name
-    an error (ERROR records, each traceback's exception line, Java's ``Caused by:``) in the run's log under
-    ``run_output/_logs`` and in the cluster daemons' logs (a harness that closed its connection, an executor
-    shut down early: the causes of a failed LOOPBACK job)."""
+    """What a failed Flink run left in its logs, for an assertion message: the last ``lines`` lines that name an
+    error (ERROR records, each traceback's exception line, Java's ``Caused by:``) in the run's log under
+    ``run_output/_logs`` and in the Flink daemons' logs under ``cluster_log_dir`` (a harness that closed its
+    connection, an executor shut down early: the causes of a failed LOOPBACK job)."""
     def errors(paths) -> List[str]:
         return [f"{path.name}: {line}" for path in sorted(paths)
                 for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
