@@ -145,7 +145,7 @@ class ExtractFaces(beam.PTransform):
         self._settings = read_settings(settings, FACE_SETTINGS, "ExtractFaces")
         self._face_config = face_config_from(self._settings)
 
-    def expand(self, inputs) -> FacesResult:
+    def expand(self, inputs):  # a FacesResult (unannotated: Beam warns on it)
         uris = inputs | "DistinctVideoUris" >> DistinctVideoUris()
         extracted = uris | "ExtractFaces" >> beam.ParDo(
             ExtractFacesDoFn(self._face_config, self._settings.threads_per_worker,

@@ -106,7 +106,7 @@ class MatchVideos(beam.PTransform):
         self._video_extensions = tuple(video_extensions)
         self._entries = None if entries is None else list(entries)
 
-    def expand(self, arguments) -> MatchedVideos:
+    def expand(self, arguments):  # a MatchedVideos (unannotated: Beam warns on it)
         if self._entries is None:
             keyed = (
                 arguments

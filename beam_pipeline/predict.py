@@ -578,7 +578,7 @@ class SplitVideoResults(beam.PTransform):
     """``VideoResult``s -> ``ValenceArousalResult``: typed ``FrameRow``, ``VideoRow`` and ``SnippetRow``
     PCollections."""
 
-    def expand(self, results: beam.PCollection) -> "ValenceArousalResult":
+    def expand(self, results: beam.PCollection):  # a ValenceArousalResult (unannotated: Beam warns on it)
         split = results | "SplitRows" >> beam.ParDo(_SplitVideoResultDoFn()).with_outputs(
             VIDEOS_TAG, SNIPPET_ROWS_TAG, main=FRAMES_TAG)
         return ValenceArousalResult(with_row_type(split[FRAMES_TAG], FrameRow, "TypeFrameRows"),
@@ -671,7 +671,7 @@ class PredictValenceArousal(beam.PTransform):
                                 isolation=isolation_config_from(self._settings),
                                 disk_budget_bytes=video_disk_budget_bytes(self._settings))
 
-    def expand(self, inputs: beam.PCollection) -> ValenceArousalResult:
+    def expand(self, inputs: beam.PCollection):  # a ValenceArousalResult (unannotated: Beam warns on it)
         return (inputs
                 | "DistinctVideoUris" >> DistinctVideoUris()
                 | "PredictFrames" >> PredictFrames(self._predict_fn(inputs.pipeline.options),
@@ -726,7 +726,7 @@ class PredictFrames(beam.PTransform):
         super().__init__()
         self._video_results = PredictVideoResults(predict_fn, smoothing_size_s)
 
-    def expand(self, uris: beam.PCollection) -> ValenceArousalResult:
+    def expand(self, uris: beam.PCollection):  # a ValenceArousalResult (unannotated: Beam warns on it)
         return (uris
                 | "PredictVideoResults" >> self._video_results
                 | "SplitVideoResults" >> SplitVideoResults())

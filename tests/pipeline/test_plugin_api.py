@@ -6,6 +6,7 @@ Real clips, the real face stage, networks with synthetic weights in the official
 with what ``mimamo run`` writes for the same videos (``test_pipeline.py``'s module run, same settings).
 """
 import csv
+import logging
 from pathlib import Path
 
 import apache_beam as beam
@@ -24,6 +25,7 @@ from beam_pipeline import (
     ExtractFaces,
     FaceCropRow,
     FrameRow,
+    MatchVideos,
     MimamoModelHandler,
     PredictAlignedFaces,
     PredictValenceArousal,
@@ -143,6 +145,17 @@ def test_settings_are_checked_when_the_transform_is_built(synthetic_weights):
         PredictValenceArousal(**{**good, "checkpoint": "/nowhere/model_weights.pth.tar"})
     with pytest.raises(TypeError, match="unexpected keyword"):
         ExtractFaces(length=16)
+
+
+def test_composing_the_transforms_logs_no_warning(synthetic_weights, clip_folder, caplog):
+    """A user's pipeline is built without Beam warnings: Beam takes ``expand``'s return annotation for an output
+    type hint and warns on anything but a PCollection, so the transforms that return a result tuple leave it out."""
+    with caplog.at_level(logging.WARNING):
+        pipeline = beam.Pipeline()
+        matched = pipeline | beam.Create([str(clip_folder)]) | MatchVideos()
+        matched.videos | "Predict" >> PredictValenceArousal(**settings(synthetic_weights))
+        matched.videos | "Extract" >> ExtractFaces()
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
 
 
 def test_row_types_carry_the_parquet_columns_as_beam_schemas():
