@@ -4,12 +4,14 @@ Vectorised numpy for the fit, ``cv2.warpAffine`` for the warp. The fit is the cl
 similarity of spec 2.6 step 4 (RMS scales and a Kabsch rotation, Umeyama-style); no RANSAC, whose random
 inlier sets make the crop jitter from frame to frame.
 """
+import dataclasses
+
 import cv2
 import numpy as np
 
 from mimamo_ops.faces.template import RIGID_INDICES, sim_scale
 
-__all__ = ["fit_similarity", "build_warp_matrix", "warp_face", "transform_points", "mask_face"]
+__all__ = ["FaceAligner", "fit_similarity", "build_warp_matrix", "warp_face", "transform_points", "mask_face"]
 
 # OpenFace raises the eyebrows of the mask by 30/0.7 * sim_scale px, i.e. 30 px at 112 (spec 2.2).
 _BROW_RAISE_AT_112_PX = 30.0
@@ -114,3 +116,28 @@ def mask_face(aligned: np.ndarray, aligned_landmarks: np.ndarray) -> np.ndarray:
     mask = np.zeros(aligned.shape[:2], dtype=np.uint8)
     cv2.fillConvexPoly(mask, hull, 1)
     return aligned * mask[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceAligner:
+    """The aligned crop of the built-in face stages, made from a frame and the face's landmarks alone, so that
+    a later step can make the same crop again from the landmarks the face stage recorded (work units,
+    ``beam_pipeline.units``).
+
+    Attributes:
+        template: float64 (68, 2) template in PDM units (``mimamo_ops.faces.template.load_template``).
+        face_size: crop side in pixels.
+        mask: black out the crop outside the face (``mask_face``).
+    """
+
+    template: np.ndarray
+    face_size: int
+    mask: bool
+
+    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) RGB frame and float (68, 2) landmarks (frame pixels) -> uint8 (S, S, 3) crop."""
+        matrix = build_warp_matrix(landmarks, self.template, self.face_size)
+        aligned = warp_face(rgb, matrix, self.face_size)
+        if self.mask:
+            aligned = mask_face(aligned, transform_points(matrix, landmarks))
+        return aligned

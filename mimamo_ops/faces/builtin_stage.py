@@ -20,17 +20,17 @@ from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tu
 import numpy as np
 
 from mimamo_ops.decoding.video import DecodeReport, VideoFrame, iter_frames
-from mimamo_ops.faces.alignment import build_warp_matrix, mask_face, transform_points, warp_face
+from mimamo_ops.faces.alignment import FaceAligner
 from mimamo_ops.faces.identity import (AppearanceWatch, FaceDescriber, FaceQuality, IdentityRegistry,
                                        appearance_signature, measure_face_quality)
-from mimamo_ops.faces.landmark_model import LandmarkModel
+from mimamo_ops.faces.landmark_model import LandmarkModel, locate_shape_predictor, read_mean_shape
 from mimamo_ops.faces.records import (ID_SOURCE_NEW, ID_SOURCE_REID, FaceConfig, FaceExtractor, FaceRecord,
                                       FrameFaces)
 from mimamo_ops.faces.shots import ShotCutDetector
 from mimamo_ops.faces.template import load_template
 from mimamo_ops.faces.tracking import FaceTracker, TrackedFace, landmark_box
 
-__all__ = ["TrackingFaceExtractor"]
+__all__ = ["TrackingFaceExtractor", "face_aligner"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class TrackingFaceExtractor(FaceExtractor):
         self._describer = FaceDescriber()
         # float64 (68, 2) destination shape in PDM units (spec 2.6 step 1).
         self.template = load_template(config.template_path, self._model.mean_shape)
+        self.aligner = FaceAligner(self.template, config.face_size, config.mask)
 
     @abc.abstractmethod
     def _detect(self, frame: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -128,12 +129,7 @@ class TrackingFaceExtractor(FaceExtractor):
 
     def _crop(self, frame: VideoFrame, face: TrackedFace) -> np.ndarray:
         """The face aligned to the template (spec 2.6): uint8 (S, S, 3) RGB, masked when configured."""
-        size = self.config.face_size
-        matrix = build_warp_matrix(face.landmarks, self.template, size)
-        aligned = warp_face(frame.rgb, matrix, size)
-        if self.config.mask:
-            aligned = mask_face(aligned, transform_points(matrix, face.landmarks))
-        return aligned
+        return self.aligner.crop(frame.rgb, face.landmarks)
 
     def _record(self, frame: VideoFrame, face: TrackedFace, person: int, aligned: np.ndarray,
                 id_source: str) -> FaceRecord:
@@ -148,6 +144,13 @@ class TrackingFaceExtractor(FaceExtractor):
             aligned=aligned,
             id_source=id_source,
         )
+
+
+def face_aligner(config: FaceConfig) -> FaceAligner:
+    """The crop ``TrackingFaceExtractor`` makes for ``config``, without loading its detector and models (only the
+    shape predictor's mean shape is read)."""
+    return FaceAligner(load_template(config.template_path, read_mean_shape(locate_shape_predictor())),
+                       config.face_size, config.mask)
 
 
 _PENDING = -1  # face_id of a held-back record whose track's id is not decided yet
