@@ -201,12 +201,19 @@ class MimamoModel:
         Returns:
             (float32 tensor (F, 2048) on the model's device, the phase extractor's per-frame coefficients).
         """
-        stack = np.stack(faces)
+        return (self.backbone_features(faces),
+                self.phase_coefficients(snip.prepare_phase_images(faces, self.config.phase_size)))
+
+    def backbone_features(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
+        """F aligned faces, uint8 (H, W, 3) RGB -> float32 (F, 2048) backbone features on the model's device."""
         with torch.inference_mode():
-            rgb = torch.from_numpy(self.backbone.features(stack)).to(self.device)
-            grey = torch.from_numpy(snip.prepare_phase_images(faces, self.config.phase_size)).to(self.device)
-            coefficients = self.phase.frame_coefficients(grey)
-        return rgb, coefficients
+            return torch.from_numpy(self.backbone.features(np.stack(faces))).to(self.device)
+
+    def phase_coefficients(self, grey: np.ndarray):
+        """The pyramid's per-frame coefficients of float32 (F, S, S) grey phase images
+        (``snippets.prepare_phase_images``)."""
+        with torch.inference_mode():
+            return self.phase.frame_coefficients(torch.from_numpy(grey).to(self.device))
 
     def frame_features(self, rgb: torch.Tensor, coefficients, windows: np.ndarray) -> torch.Tensor:
         """Per-position part of the two-stream net.
@@ -382,17 +389,32 @@ class TrackPredictor:
         stacked = torch.stack([features[s - first : e - first] for s, e in ranges])
         values = self._model.predict_sequence(stacked)
         frame_indices, fi_first = self._frame_indices.span(low, high)
-        timestamps, ts_first = self._timestamps.span(low, high)
-        return [
-            SnippetPrediction(
-                snippet_index=first_index + i,
-                positions=np.arange(s, e, dtype=np.int64),
-                frame_indices=frame_indices[s - fi_first : e - fi_first].copy(),
-                timestamps_s=timestamps[s - ts_first : e - ts_first].copy(),
-                valence_arousal=values[i],
-            )
-            for i, (s, e) in enumerate(ranges)
-        ]
+        timestamps, _ = self._timestamps.span(low, high)  # blocked as the frame indices are
+        return snippet_predictions(first_index, ranges, values, frame_indices, timestamps, fi_first)
+
+
+def snippet_predictions(first_index: int, ranges: Sequence[Tuple[int, int]], values: np.ndarray,
+                        frame_indices: np.ndarray, timestamps_s: np.ndarray, first: int) -> List[SnippetPrediction]:
+    """The ``SnippetPrediction``s of one GRU sequence.
+
+    Args:
+        first_index: the snippet index of ``ranges[0]``.
+        ranges: S position ranges [start, end).
+        values: float32 (S, L, 2), the network's output for them.
+        frame_indices: int64, the video frame of positions ``first``, ``first + 1``, ...
+        timestamps_s: float64, the presentation times of the same positions.
+        first: the position of row 0 of ``frame_indices`` and ``timestamps_s``.
+    """
+    return [
+        SnippetPrediction(
+            snippet_index=first_index + i,
+            positions=np.arange(s, e, dtype=np.int64),
+            frame_indices=np.array(frame_indices[s - first : e - first], dtype=np.int64),
+            timestamps_s=np.array(timestamps_s[s - first : e - first], dtype=np.float64),
+            valence_arousal=values[i],
+        )
+        for i, (s, e) in enumerate(ranges)
+    ]
 
 
 def stitch_snippets(predictions: Iterable[SnippetPrediction]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
