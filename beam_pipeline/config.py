@@ -26,7 +26,8 @@ FACE_SETTINGS = ("face_backend", "multi_face", "face_size", "mask", "openface_pa
 MODEL_SETTINGS = ("checkpoint", "backbone", "model_name", "feature_layer", "device", "precision", "runtime",
                   "threads_per_worker", "gru_sequence_snippets", "compute_batch_size", "num_phase", "phase_size",
                   "length", "stride", "height", "nbands", "scale_factor")
-PREDICT_SETTINGS = tuple(dict.fromkeys(FACE_SETTINGS + MODEL_SETTINGS + ("smoothing_size", "keep_intermediates")))
+PREDICT_SETTINGS = tuple(dict.fromkeys(FACE_SETTINGS + MODEL_SETTINGS + ("smoothing_size", "keep_intermediates",
+                                                                         "work_unit_s")))
 
 
 def _declared_flags() -> Dict[str, argparse.Action]:

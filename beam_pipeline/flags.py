@@ -13,7 +13,9 @@ from mimamo_ops.faces.isolation import (DEFAULT_MAX_FRAME_PIXELS, DEFAULT_STALL_
 from mimamo_ops.runtime.cpu_features import bf16_units
 from mimamo_ops.runtime.selection import RUNTIMES
 
-__all__ = ["DEFAULT_VIDEO_EXTENSIONS", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments",
+DEFAULT_WORK_UNIT_S = 60.0  # seconds of video per work unit (beam_pipeline.units; measured in docs/performance.md)
+
+__all__ = ["DEFAULT_VIDEO_EXTENSIONS", "DEFAULT_WORK_UNIT_S", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments",
            "mimamo_option_names"]
 
 DEFAULT_VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -137,6 +139,13 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         "--n_workers", type=int, default=None,
         help="Worker processes on the local DirectRunner (sets --direct_num_workers and, when > 1, "
         "--direct_running_mode=multi_processing). Other runners size their own workers.",
+    )
+    model_group.add_argument(
+        "--work_unit_s", type=float, default=DEFAULT_WORK_UNIT_S,
+        help="Seconds of video per work unit. A longer video runs its face stage in one pass, then its model work "
+        "(backbone, pyramid: most of the time) in units that different workers compute at once, joined per "
+        "video; the rows are the same as unsplit. 0: a video is never split. Default: "
+        f"{DEFAULT_WORK_UNIT_S:g}.",
     )
 
     face_group = parser.add_argument_group("faces")

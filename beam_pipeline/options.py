@@ -30,7 +30,7 @@ __all__ = ["EXECUTION_ONLY_OPTIONS", "SDK_ENVIRONMENT_CACHE_MS", "MimamoOptions"
 # MIMAMO options that change how a run executes, never its rows: a run may be resumed with other values.
 EXECUTION_ONLY_OPTIONS = frozenset({
     "progress_dir", "log", "logdir", "n_workers", "videos_per_commit", "watch", "watch_interval",
-    "watch_batch_size", "video_disk_budget_mb",
+    "watch_batch_size", "video_disk_budget_mb", "work_unit_s",
 })
 
 
@@ -81,6 +81,7 @@ def validate_options(options: MimamoOptions, require_io: bool = True, prefix: st
     _require(options.max_frame_pixels >= 1, "max_frame_pixels", options.max_frame_pixels, "must be >= 1 pixel")
     _require(options.video_disk_budget_mb is None or options.video_disk_budget_mb >= 0, "video_disk_budget_mb",
              options.video_disk_budget_mb, "must be >= 0 MB")
+    _require(options.work_unit_s >= 0, "work_unit_s", options.work_unit_s, "must be >= 0 seconds (0: never split)")
     _require(options.video_memory_budget_mb >= 1, "video_memory_budget_mb", options.video_memory_budget_mb,
              "must be >= 1 MB")
     _require(options.stall_timeout_s > 0, "stall_timeout_s", options.stall_timeout_s, "must be > 0 seconds")

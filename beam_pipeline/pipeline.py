@@ -2,7 +2,8 @@
 pipeline. ``python -m beam_pipeline.run`` and ``mimamo run`` build theirs with it.
 
     input arguments -> MatchVideos -> SkipCommittedVideos -> PredictValenceArousal (one VideoResult per video)
-        -> CommitVideos (each video under _videos/ as soon as it is done)
+        -> CommitVideos (each video under _videos/ as soon as it is done; the videos joined from work units
+           through CommitVideosInUnits, as each is joined)
         -> CompactTables (once every video is committed: frames/, videos/, snippets/ from every commit)
 
 The launcher prepares the output first (``beam_pipeline.resume``: the run record, the lock, the committed
@@ -93,13 +94,13 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions,
     failed = matched.failed | "SkipCommittedFailures" >> beam.Filter(_row_not_committed, committed=committed_ids)
     # The commit steps follow their producers directly (no Flatten, no shuffle), so each runs fused with them and
     # a video is committed as soon as it is done.
-    predicted = (pending
-                 | "PredictValenceArousal" >> predict.video_results()
-                 | "CommitVideos" >> CommitVideoResults(mimamo.output))
+    results = pending | "PredictValenceArousal" >> predict.video_results()
+    predicted = results.one_pass | "CommitVideos" >> CommitVideoResults(mimamo.output)
+    predicted_in_units = results.in_units | "CommitVideosInUnits" >> CommitVideoResults(mimamo.output)
     failed_matches = (failed
                       | "ToVideoResults" >> beam.FlatMap(_as_result)
                       | "CommitFailedMatches" >> CommitVideoResults(mimamo.output))
-    commits = (predicted, failed_matches) | "JoinCommits" >> beam.Flatten()
+    commits = (predicted, predicted_in_units, failed_matches) | "JoinCommits" >> beam.Flatten()
     _ = commits | "CompactTables" >> CompactTables(mimamo.output, table_metadata(predict, options),
                                                    mimamo.num_shards, snippets=mimamo.keep_intermediates)
     return commits

@@ -13,6 +13,10 @@ The three steps run fused, one video at a time, with no shuffle after the videos
 gives is together in one element as soon as the video is done, which is what lets ``mimamo run`` commit each
 video on its own (``beam_pipeline.commits``) while the others are still running.
 
+A video longer than one work unit (``work_unit_s``) takes another path after ``PredictVideos``, which then runs
+only its face stage: SpreadUnits (Reshuffle) -> EncodeUnits -> GroupUnits -> JoinUnits -> AssembleVideosInUnits
+(``beam_pipeline.units``). Its results come out as their own PCollection (``VideoResults.in_units``).
+
 Every input ends as a ``VideoRow``: a video that fails at any stage gets a ``failed`` row naming the stage, the
 reason and whether it may pass when tried again (``error_kind``, ``beam_pipeline.faults``); a transient failure
 is tried again once (``faults.VIDEO_RETRY``) before it is reported. A failed video's partial rows are dropped,
@@ -44,6 +48,9 @@ from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, is_re
                                         storage_reads_checked, weights_sha256)
 from beam_pipeline.rows import (FrameRow, SnippetRow, VideoResult, VideoRow, arrow_schema, compute_video_id,
                                 failed_video_row, with_row_type)
+from beam_pipeline.units import EncodeUnitDoFn, JoinUnitsDoFn, PendingVideo, UnitPlanner, unit_frames
+from beam_pipeline.video_parts import (CollectedFace, DetectionPart, SnippetPart, VideoParts, as_prediction,
+                                       snippet_rows)
 from mimamo_ops import __version__
 from mimamo_ops.faces.isolated_stage import FaceStage, open_face_stage
 from mimamo_ops.faces.isolation import IsolationConfig
@@ -62,6 +69,7 @@ __all__ = [
     "PredictValenceArousal",
     "PredictVideoDoFn",
     "PredictVideoResults",
+    "VideoResults",
     "SnippetPart",
     "SplitVideoResults",
     "ValenceArousalResult",
@@ -73,33 +81,9 @@ VIDEOS_TAG = "videos"
 DETECTIONS_TAG = "detections"
 SNIPPET_ROWS_TAG = "snippet_rows"
 FRAMES_TAG = "frames"
+UNITS_TAG = "units"  # a long video's work units (beam_pipeline.units)
+PENDING_TAG = "pending"  # a long video waiting for its units
 FACE_ROWS_CHUNK = 256  # face facts buffered per face before they are emitted
-
-class SnippetPart(typing.NamedTuple):
-    """The network's output for one snippet of one face: L frames (``mimamo_ops.model.predictor``)."""
-
-    video_uri: str
-    face_id: np.int32
-    snippet_index: np.int64  # order within the face's rows; later snippets overwrite earlier ones
-    positions: typing.Sequence[np.int64]  # rows of the face's list of detected faces
-    frame_indices: typing.Sequence[np.int64]
-    timestamps_s: typing.Sequence[np.float64]
-    valence: typing.Sequence[np.float32]
-    arousal: typing.Sequence[np.float32]
-
-
-class DetectionPart(typing.NamedTuple):
-    """Detection facts of up to ``FACE_ROWS_CHUNK`` consecutive frames of one face."""
-
-    video_uri: str
-    face_id: np.int32
-    fps: np.float64  # the video's frame rate, for the smoothing window
-    frame_indices: typing.Sequence[np.int64]
-    boxes_xyxy_px: typing.Sequence[np.float32]  # (x0, y0, x1, y1) per frame, flattened; upright frame pixels
-    confidences: typing.Sequence[np.float32]
-    track_ids: typing.Sequence[np.int32]
-    id_sources: typing.Sequence[str]  # how each face's face_id was decided (FaceRecord.id_source)
-
 
 class FaceSums(typing.NamedTuple):
     """Sums over one face's raw predictions, for the per-video means."""
@@ -110,57 +94,21 @@ class FaceSums(typing.NamedTuple):
     arousal_sum: np.float64
 
 
-for _part_type in (SnippetPart, DetectionPart, FaceSums):
-    beam.coders.registry.register_coder(_part_type, beam.coders.RowCoder)
+beam.coders.registry.register_coder(FaceSums, beam.coders.RowCoder)
 
 _FRAMES_SCHEMA = arrow_schema(FrameRow)
 _SNIPPETS_SCHEMA = arrow_schema(SnippetRow)
-
-
-class _CollectedFace:
-    """One face's predictions and detection facts, kept compact (numpy) until the video is done."""
-
-    def __init__(self):
-        self.snippets: List[SnippetPrediction] = []
-        self.frame_indices: List[np.ndarray] = []  # int64 (n,) per chunk
-        self.boxes: List[np.ndarray] = []  # float32 (n, 4) per chunk: x0, y0, x1, y1, upright frame pixels
-        self.confidences: List[np.ndarray] = []  # float32 (n,) per chunk
-        self.track_ids: List[np.ndarray] = []  # int32 (n,) per chunk
-        self.id_sources: List[str] = []
-        self.fps = 0.0
-
-    def add_detections(self, part: "DetectionPart") -> None:
-        self.fps = float(part.fps)
-        self.frame_indices.append(np.asarray(part.frame_indices, dtype=np.int64))
-        self.boxes.append(np.asarray(part.boxes_xyxy_px, dtype=np.float32).reshape(-1, 4))
-        self.confidences.append(np.asarray(part.confidences, dtype=np.float32))
-        self.track_ids.append(np.asarray(part.track_ids, dtype=np.int32))
-        self.id_sources.extend(str(source) for source in part.id_sources)
-
-
-class VideoParts(typing.NamedTuple):
-    """What ``PredictVideoDoFn`` gives for one video: its row and, for an ``ok`` video, its faces' parts.
-
-    Attributes:
-        video: the video's row (``failed`` included); means not yet filled.
-        faces: face_id -> that face's snippet predictions and detection facts (empty unless ``ok``).
-        snippet_rows: the video's ``SnippetRow``s (``keep_snippet_rows`` and ``ok`` only).
-    """
-
-    video: VideoRow
-    faces: Dict[int, _CollectedFace]
-    snippet_rows: List[SnippetRow]
 
 
 class _VideoCollector:
     """Sorts the outputs ``PredictVideoDoFn._predict_video`` yields for one video by face."""
 
     def __init__(self):
-        self.faces: Dict[int, _CollectedFace] = {}
+        self.faces: Dict[int, CollectedFace] = {}
         self.snippet_rows: List[SnippetRow] = []
 
-    def _face(self, face_id) -> _CollectedFace:
-        return self.faces.setdefault(int(face_id), _CollectedFace())
+    def _face(self, face_id) -> CollectedFace:
+        return self.faces.setdefault(int(face_id), CollectedFace())
 
     def add(self, output) -> None:
         if isinstance(output, beam.pvalue.TaggedOutput):
@@ -171,17 +119,25 @@ class _VideoCollector:
             else:
                 raise ValueError(f"unexpected output tag {output.tag!r}")
             return
-        self._face(output.face_id).snippets.append(_as_prediction(output))
+        self._face(output.face_id).snippets.append(as_prediction(output))
 
 
-def _drain(generator: Generator[object, None, VideoRow], sink: Callable[[object], None]) -> VideoRow:
-    """Hands every item of ``generator`` to ``sink``; returns the generator's return value."""
+_Return = typing.TypeVar("_Return")
+
+
+def _collect(generator: Generator[object, None, _Return], collector: "_VideoCollector"
+             ) -> Generator[object, None, _Return]:
+    """Passes the work units of ``generator`` on at once and hands every other item to ``collector``; returns the
+    generator's return value."""
     while True:
         try:
             item = next(generator)
         except StopIteration as done:
             return done.value
-        sink(item)
+        if isinstance(item, beam.pvalue.TaggedOutput) and item.tag == UNITS_TAG:
+            yield item
+        else:
+            collector.add(item)
 
 
 class ValenceArousalResult(typing.NamedTuple):
@@ -271,6 +227,9 @@ class PredictVideoDoFn(beam.DoFn):
         isolation: whether the face stage runs in a supervised child process, and its limits.
         disk_budget_bytes: the largest remote video copied to the temp disk (``remote_files.open_video_source``);
             None: whatever fits.
+        work_unit_s: seconds of video per work unit; a video with more frames than one unit only runs the face
+            stage here and sends its model work out in units (``beam_pipeline.units``: tagged ``UNITS_TAG``,
+            then a ``PendingVideo`` tagged ``PENDING_TAG`` instead of its ``VideoParts``). 0: never split.
     """
 
     def __init__(
@@ -284,6 +243,7 @@ class PredictVideoDoFn(beam.DoFn):
         clock: Callable[[], float] = time.perf_counter,
         isolation: IsolationConfig = IsolationConfig(),
         disk_budget_bytes: Optional[int] = None,
+        work_unit_s: float = 0.0,
     ):
         self._model_config = model_config
         self._face_config = face_config
@@ -294,6 +254,7 @@ class PredictVideoDoFn(beam.DoFn):
         self._clock = clock
         self._isolation = isolation
         self._disk_budget_bytes = disk_budget_bytes
+        self._work_unit_s = work_unit_s
         self._shared_model = shared.Shared()
         self._model: Optional[MimamoModel] = None
         self._faces: Optional[FaceStage] = None
@@ -341,7 +302,7 @@ class PredictVideoDoFn(beam.DoFn):
         for attempt in range(1, policy.attempts + 1):
             collector = _VideoCollector()
             try:
-                summary = _drain(self._predict_video(uri), collector.add)
+                summary, planner = yield from _collect(self._predict_video(uri, attempt), collector)
                 break
             except _StageError as error:
                 cause = error.__cause__
@@ -354,17 +315,23 @@ class PredictVideoDoFn(beam.DoFn):
                     continue
                 LOGGER.warning("%s failed at stage %s: %s (%s)", uri, error.stage, _describe(cause), kind,
                                exc_info=cause)
-                summary = failed_video_row(uri, error.stage, _describe(cause), error_kind=kind)
+                summary, planner = failed_video_row(uri, error.stage, _describe(cause), error_kind=kind), None
                 collector = _VideoCollector()  # its partial predictions are dropped
                 break
         self._latencies["video_latency_ms"].update(int((self._clock() - started) * 1000))
+        parts = VideoParts(summary, collector.faces, collector.snippet_rows)
+        if planner is not None:  # the join counts and reports it (beam_pipeline.units)
+            yield beam.pvalue.TaggedOutput(PENDING_TAG, PendingVideo(parts, attempt, planner.units, planner.positions))
+            return
         self._counters[f"videos_{summary.status}"].inc()
         if self._progress is not None:
             self._progress.finish_video(summary.status)
-        yield VideoParts(summary, collector.faces, collector.snippet_rows)
+        yield parts
 
-    def _predict_video(self, uri: str) -> Generator[object, None, VideoRow]:
-        """Yields the video's outputs and returns its summary row; errors come out as ``_StageError``."""
+    def _predict_video(self, uri: str, attempt: int
+                       ) -> Generator[object, None, Tuple[VideoRow, Optional[UnitPlanner]]]:
+        """Yields the video's outputs; returns its summary row and, for a video split into work units, their
+        planner. Errors come out as ``_StageError``."""
         with _stage("read"), open_video_source(uri, self._disk_budget_bytes,
                                                local_file_only=self._face_config.openface_path is not None) as source, \
                 storage_reads_checked(source):
@@ -373,6 +340,7 @@ class PredictVideoDoFn(beam.DoFn):
             with _stage("probe"):
                 video = self._faces.open_video(source)  # probes; decoding and faces go on in the background
             info, report, frames = video.info, video.report, video.frames
+            planner = self._unit_planner(uri, attempt, info)
             faces: Dict[int, _FaceState] = {}
             frames_decoded = frames_with_face = 0
             # The face stage runs ahead; face_stage_latency_ms is the time spent waiting for it. The report's
@@ -391,28 +359,36 @@ class PredictVideoDoFn(beam.DoFn):
                 if frame.faces:
                     frames_with_face += 1
                     self._counters["frames_with_face"].inc()
+                if planner is not None:
+                    for unit in planner.add_frame(frame.index, frame.faces):
+                        yield beam.pvalue.TaggedOutput(UNITS_TAG, unit)
                 for face in frame.faces:
                     state = faces.get(face.face_id)
                     if state is None:
-                        state = faces[face.face_id] = _FaceState(self._model.new_track())
+                        state = faces[face.face_id] = _FaceState(None if planner else self._model.new_track())
                         self._counters["faces_found"].inc()
-                    tick = self._clock()
-                    with _stage("predict"):
-                        snippets = state.predictor.add_face(face.frame_index, face.timestamp_s, face.aligned)
-                    self._latencies["predict_latency_ms"].update(int((self._clock() - tick) * 1000))
-                    yield from self._emit_snippets(uri, face.face_id, snippets)
+                    if planner is None:
+                        tick = self._clock()
+                        with _stage("predict"):
+                            snippets = state.predictor.add_face(face.frame_index, face.timestamp_s, face.aligned)
+                        self._latencies["predict_latency_ms"].update(int((self._clock() - tick) * 1000))
+                        yield from self._emit_snippets(uri, face.face_id, snippets)
                     state.add(face)
                     if len(state.frame_indices) >= FACE_ROWS_CHUNK:
                         yield beam.pvalue.TaggedOutput(DETECTIONS_TAG, state.pop(uri, face.face_id, info.fps))
             for face_id in sorted(faces):
                 state = faces[face_id]
-                tick = self._clock()
-                with _stage("predict"):
-                    snippets = state.predictor.finish()
-                self._latencies["predict_latency_ms"].update(int((self._clock() - tick) * 1000))
-                yield from self._emit_snippets(uri, face_id, snippets)
+                if planner is None:
+                    tick = self._clock()
+                    with _stage("predict"):
+                        snippets = state.predictor.finish()
+                    self._latencies["predict_latency_ms"].update(int((self._clock() - tick) * 1000))
+                    yield from self._emit_snippets(uri, face_id, snippets)
                 if state.frame_indices:
                     yield beam.pvalue.TaggedOutput(DETECTIONS_TAG, state.pop(uri, face_id, info.fps))
+            if planner is not None:
+                for unit in planner.finish():
+                    yield beam.pvalue.TaggedOutput(UNITS_TAG, unit)
         return VideoRow(
             video_uri=uri,
             video_id=compute_video_id(uri),
@@ -429,7 +405,21 @@ class PredictVideoDoFn(beam.DoFn):
             mean_valence=None,
             mean_arousal=None,
             warning=report.warning,
-        )
+        ), planner
+
+    def _unit_planner(self, uri: str, attempt: int, info) -> Optional[UnitPlanner]:
+        """A planner of work units when the video has more frames than one unit and the face stage is built in
+        (OpenFace's crops cannot be made again from landmarks); else None."""
+        frames = unit_frames(self._work_unit_s, info.fps)
+        if not frames or self._face_config.openface_path is not None or (info.frame_count or 0) <= frames:
+            return None
+        return UnitPlanner(uri, attempt, frames)
+
+    def unit_steps(self) -> Tuple[EncodeUnitDoFn, JoinUnitsDoFn]:
+        """The DoFns that compute and join this DoFn's work units, with its settings."""
+        return (EncodeUnitDoFn(self._model_config, self._face_config, self._model_loader, self._disk_budget_bytes,
+                               self._clock),
+                JoinUnitsDoFn(self._model_config, self._progress_dir, self._keep_snippet_rows, self._model_loader))
 
     def _emit_snippets(self, uri: str, face_id: int, snippets: List[SnippetPrediction]) -> Iterator:
         for snippet in snippets:
@@ -439,30 +429,15 @@ class PredictVideoDoFn(beam.DoFn):
                               snippet.frame_indices.tolist(), snippet.timestamps_s.tolist(),
                               values[:, 0].tolist(), values[:, 1].tolist())
             if self._keep_snippet_rows:
-                video_id = compute_video_id(uri)
-                for frame_index, timestamp_s, (valence, arousal) in zip(
-                        snippet.frame_indices.tolist(), snippet.timestamps_s.tolist(), values.tolist()):
-                    yield beam.pvalue.TaggedOutput(SNIPPET_ROWS_TAG, SnippetRow(
-                        uri, video_id, int(face_id), int(snippet.snippet_index), frame_index, timestamp_s, valence,
-                        arousal))
-
-
-def _as_prediction(part: SnippetPart) -> SnippetPrediction:
-    return SnippetPrediction(
-        snippet_index=int(part.snippet_index),
-        positions=np.asarray(part.positions, dtype=np.int64),
-        frame_indices=np.asarray(part.frame_indices, dtype=np.int64),
-        timestamps_s=np.asarray(part.timestamps_s, dtype=np.float64),
-        valence_arousal=np.stack([np.asarray(part.valence, dtype=np.float32),
-                                  np.asarray(part.arousal, dtype=np.float32)], axis=1),
-    )
+                for row in snippet_rows(uri, face_id, snippet):
+                    yield beam.pvalue.TaggedOutput(SNIPPET_ROWS_TAG, row)
 
 
 class _AssemblyError(ValueError):
     """A face's predictions and detections do not cover the same frames (a bug, reported as the video's failure)."""
 
 
-def assemble_face(uri: str, face_id: int, face: _CollectedFace, smoothing_size_s: Optional[float]
+def assemble_face(uri: str, face_id: int, face: CollectedFace, smoothing_size_s: Optional[float]
                   ) -> Tuple[pa.Table, FaceSums]:
     """One face's frame rows: its snippets stitched (later ones win, spec 9.1), joined with its detection facts
     by frame index, and smoothed (``mimamo_ops.outputs.smoothing``).
@@ -659,8 +634,8 @@ class PredictValenceArousal(beam.PTransform):
         }
 
     def video_results(self) -> beam.PTransform:
-        """The same prediction, one ``VideoResult`` per distinct video instead of rows (``mimamo run`` commits
-        each as it comes, ``beam_pipeline.commits``)."""
+        """The same prediction, one ``VideoResult`` per distinct video instead of rows, as ``VideoResults``
+        (``mimamo run`` commits each as it comes, ``beam_pipeline.commits``)."""
         return _DistinctVideoResults(self)
 
     def _predict_fn(self, options) -> "PredictVideoDoFn":
@@ -669,7 +644,8 @@ class PredictValenceArousal(beam.PTransform):
         return PredictVideoDoFn(model_config, self._face_config, progress_dir=self._progress_dir,
                                 keep_snippet_rows=self._settings.keep_intermediates,
                                 isolation=isolation_config_from(self._settings),
-                                disk_budget_bytes=video_disk_budget_bytes(self._settings))
+                                disk_budget_bytes=video_disk_budget_bytes(self._settings),
+                                work_unit_s=self._settings.work_unit_s)
 
     def expand(self, inputs: beam.PCollection):  # a ValenceArousalResult (unannotated: Beam warns on it)
         return (inputs
@@ -679,13 +655,14 @@ class PredictValenceArousal(beam.PTransform):
 
 
 class _DistinctVideoResults(beam.PTransform):
-    """Video URIs -> one ``VideoResult`` per distinct video (``PredictValenceArousal.video_results``)."""
+    """Video URIs -> one ``VideoResult`` per distinct video (``PredictValenceArousal.video_results``), as
+    ``VideoResults``."""
 
     def __init__(self, predict: PredictValenceArousal):
         super().__init__()
         self._predict = predict
 
-    def expand(self, inputs: beam.PCollection) -> beam.PCollection:
+    def expand(self, inputs: beam.PCollection):  # a VideoResults (unannotated: Beam warns on it)
         # pylint: disable=protected-access  # the transform's own configuration
         return (inputs
                 | "DistinctVideoUris" >> DistinctVideoUris()
@@ -693,9 +670,28 @@ class _DistinctVideoResults(beam.PTransform):
                                                                self._predict._settings.smoothing_size))
 
 
+class VideoResults(typing.NamedTuple):
+    """What ``PredictVideoResults`` returns: one ``VideoResult`` per distinct video, in one of two PCollections.
+
+    Attributes:
+        one_pass: the videos predicted in one pass, fused with the step that read them: a step applied to it
+            directly (no ``Flatten``, no shuffle) sees each video as soon as it is done (``mimamo run`` commits
+            them so).
+        in_units: the videos whose model work went out in work units (``beam_pipeline.units``), once joined.
+    """
+
+    one_pass: beam.PCollection
+    in_units: beam.PCollection
+
+
 class PredictVideoResults(beam.PTransform):
-    """Distinct video URIs -> one ``VideoResult`` per video, with a configured ``PredictVideoDoFn``: predicted and
-    assembled in one fused stage, so that each video's rows are together as soon as it is done.
+    """Distinct video URIs -> ``VideoResults``: one ``VideoResult`` per video, with a configured
+    ``PredictVideoDoFn``. A video is predicted and assembled in one fused stage, so that its rows are together as
+    soon as it is done; a video longer than one work unit only runs its face stage there, and its model work
+    goes out in units that any worker computes, joined per video (``beam_pipeline.units``).
+
+    The two paths are two PCollections: a ``Flatten`` would hold every video of the one-pass path back until
+    the other path is done on runners that materialise it (the DirectRunner does).
 
     Args:
         predict_fn: the configured :class:`PredictVideoDoFn`.
@@ -707,10 +703,27 @@ class PredictVideoResults(beam.PTransform):
         self._predict_fn = predict_fn
         self._smoothing_size_s = smoothing_size_s
 
-    def expand(self, uris: beam.PCollection) -> beam.PCollection:
-        return (uris
-                | "PredictVideos" >> beam.ParDo(self._predict_fn)
-                | "AssembleVideos" >> beam.ParDo(AssembleVideoDoFn(self._smoothing_size_s)))
+    def expand(self, uris: beam.PCollection):  # a VideoResults (unannotated: Beam warns on it)
+        predicted = uris | "PredictVideos" >> beam.ParDo(self._predict_fn).with_outputs(UNITS_TAG, PENDING_TAG,
+                                                                                         main="parts")
+        encode_units, join_units = self._predict_fn.unit_steps()
+        units = (predicted[UNITS_TAG]
+                 | "SpreadUnits" >> beam.Reshuffle()
+                 | "EncodeUnits" >> beam.ParDo(encode_units)
+                 | "KeyUnits" >> beam.Map(_keyed_by_video))
+        pending = predicted[PENDING_TAG] | "KeyPending" >> beam.Map(_keyed_by_video)
+        joined = ({"pending": pending, "units": units}
+                  | "GroupUnits" >> beam.CoGroupByKey()
+                  | "JoinUnits" >> beam.ParDo(join_units))
+        assemble = AssembleVideoDoFn(self._smoothing_size_s)
+        return VideoResults(predicted["parts"] | "AssembleVideos" >> beam.ParDo(assemble),
+                            joined | "AssembleVideosInUnits" >> beam.ParDo(assemble))
+
+
+def _keyed_by_video(item) -> Tuple[str, object]:
+    """A ``UnitResult`` or ``PendingVideo`` keyed by its video's URI."""
+    uri = item.parts.video.video_uri if isinstance(item, PendingVideo) else item.video_uri
+    return uri, item
 
 
 class PredictFrames(beam.PTransform):
@@ -727,6 +740,7 @@ class PredictFrames(beam.PTransform):
         self._video_results = PredictVideoResults(predict_fn, smoothing_size_s)
 
     def expand(self, uris: beam.PCollection):  # a ValenceArousalResult (unannotated: Beam warns on it)
-        return (uris
-                | "PredictVideoResults" >> self._video_results
+        results = uris | "PredictVideoResults" >> self._video_results
+        return (tuple(results)
+                | "AllVideoResults" >> beam.Flatten()
                 | "SplitVideoResults" >> SplitVideoResults())

@@ -80,7 +80,7 @@ class VideoRow(typing.NamedTuple):
     """One input video and what became of it (the ``videos/`` table); failures included.
 
     ``status`` is one of ``VIDEO_STATUSES``; ``error_stage`` (``match``, ``read``, ``probe``, ``faces``,
-    ``predict``) and ``error`` say where and why a video failed, and ``error_kind`` whether the failure may pass
+    ``predict``; for a video in work units also ``encode`` and ``join``, ``beam_pipeline.units``) and ``error`` say where and why a video failed, and ``error_kind`` whether the failure may pass
     when tried again (``transient``: storage, network, disk full, CUDA memory; a rerun of the same run tries the
     video again) or not (``permanent``); see ``beam_pipeline.faults``. ``frame_count`` counts the frames that decoded,
     ``frames_undecodable`` the frame slots of a damaged video that did not (null when the face stage decodes on
