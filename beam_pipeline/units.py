@@ -10,7 +10,7 @@ of one pass (``beam_pipeline.predict.PredictVideoResults`` wires them):
    landmarks (a few hundred bytes each; never pixels). The video's row and detection facts go on as a
    :class:`PendingVideo`.
 2. ``SpreadUnits`` (a reshuffle) and ``EncodeUnits`` (:class:`EncodeUnitDoFn`): any worker decodes the unit's
-   frames again (a seek: frame numbers are exact, ``mimamo_ops.decoding.video``), makes the same aligned
+   frames again (one seek, frames told apart by their timestamps, ``iter_frames_in_span``), makes the same aligned
    crops from the landmarks (``FaceAligner``) and runs the backbone, pyramid and per-frame net on them
    (``mimamo_ops.model.units.BlockEncoder``): about 95 % of a video's CPU time.
 3. ``JoinUnits`` (:class:`JoinUnitsDoFn`): per video, the blocks' features are joined into each face's whole
@@ -43,7 +43,7 @@ from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import open_video_source, storage_reads_checked
 from beam_pipeline.rows import SnippetRow, failed_video_row
 from beam_pipeline.video_parts import VideoParts, snippet_rows
-from mimamo_ops.decoding.video import iter_frames
+from mimamo_ops.decoding.video import iter_frames, iter_frames_in_span
 from mimamo_ops.errors import VideoError
 from mimamo_ops.faces.builtin_stage import face_aligner
 from mimamo_ops.faces.records import FaceConfig, FaceRecord
@@ -203,8 +203,9 @@ class EncodeUnitDoFn(beam.DoFn):
     run through the backbone, pyramid and per-frame net (step 2 of the module docstring).
 
     The model is the one ``PredictVideoDoFn`` shares in the process (same ``Shared`` tag), loaded once per process.
-    A decode that does not give a face's frame with the timestamp the face stage saw (a damaged video, where a
-    seek cannot count frames) is done again from the start of the video. Errors are tried again as
+    The unit's frames are decoded after a seek, a remote video streamed from storage (only the unit's bytes are
+    read); when that does not give every face's frame with the timestamp the face stage saw (a damaged video),
+    the video is decoded again from the start, its frames counted. Errors are tried again as
     ``faults.VIDEO_RETRY`` says, then reported in the result.
 
     Args:
@@ -262,32 +263,46 @@ class EncodeUnitDoFn(beam.DoFn):
     def _encode(self, unit: UnitBlock) -> Dict[int, Tuple[BlockFeatures, np.ndarray, np.ndarray]]:
         if not unit.faces:
             return {}
-        encoded = self._encode_frames(unit, seek=True)
+        encoded = self._encode_frames(unit, from_start=False)
         if encoded is None:
             LOGGER.info("%s unit %d: the frames after a seek are not those the face stage saw; decoding from the "
                         "start", unit.video_uri, unit.index)
-            encoded = self._encode_frames(unit, seek=False)
+            encoded = self._encode_frames(unit, from_start=True)
             if encoded is None:
                 raise VideoError(f"{unit.video_uri}: frames {unit.start_frame}-{unit.end_frame - 1} do not decode "
                                  f"as they did for the face stage")
         return {face_id: (features, unit.faces[face_id].frame_indices, unit.faces[face_id].timestamps_s)
                 for face_id, features in encoded.items()}
 
-    def _encode_frames(self, unit: UnitBlock, seek: bool) -> Optional[Dict[int, BlockFeatures]]:
+    def _encode_frames(self, unit: UnitBlock, from_start: bool) -> Optional[Dict[int, BlockFeatures]]:
         """Every face's features in the unit, its crops made frame by frame as the unit decodes; None when a
-        face's frame did not come back as the face stage saw it."""
+        face's frame did not come back as the face stage saw it.
+
+        A seek to the unit's first face (``iter_frames_in_span``) reads only the unit's part of the file: frames are
+        told apart by timestamp. From the start (``from_start``), they are counted as the face stage counted them
+        (a damaged video, whose timestamps a seek may not reach)."""
         wanted: Dict[int, List[Tuple[int, int]]] = {}  # frame index -> (face_id, row)
+        times: Dict[float, int] = {}  # timestamp -> frame index
         for face_id, faces in unit.faces.items():
-            for row, frame_index in enumerate(faces.frame_indices.tolist()):
+            for row, (frame_index, time_s) in enumerate(zip(faces.frame_indices.tolist(),
+                                                            faces.timestamps_s.tolist())):
                 wanted.setdefault(frame_index, []).append((face_id, row))
+                times[time_s] = frame_index
         encoders = {face_id: BlockEncoder(self._model, faces.first_position, len(faces.frame_indices))
                     for face_id, faces in unit.faces.items()}
         found = 0
-        with open_video_source(unit.video_uri, self._disk_budget_bytes) as source, storage_reads_checked(source):
-            for frame in iter_frames(source, start_frame=min(wanted) if seek else 0, end_frame=max(wanted) + 1):
-                for face_id, row in wanted.get(frame.index, ()):
+        # a remote video is read straight from storage (a copy per unit would fetch the whole file each time)
+        budget = self._disk_budget_bytes if from_start else 0
+        with open_video_source(unit.video_uri, budget) as source, storage_reads_checked(source):
+            if from_start:
+                frames = iter_frames(source, end_frame=max(wanted) + 1)
+            else:
+                frames = iter_frames_in_span(source, min(times), max(times))
+            for frame in frames:
+                frame_index = frame.index if from_start else times.get(frame.timestamp_s)
+                for face_id, row in wanted.get(frame_index, ()):
                     faces = unit.faces[face_id]
-                    if abs(frame.timestamp_s - float(faces.timestamps_s[row])) > 1e-6:
+                    if frame.timestamp_s != float(faces.timestamps_s[row]):
                         return None
                     encoders[face_id].add(self._aligner.crop(frame.rgb, faces.landmarks[row]))
                     found += 1

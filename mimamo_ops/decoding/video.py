@@ -58,7 +58,7 @@ from mimamo_ops.errors import VideoError
 from mimamo_ops.runtime.threads import decoder_threads
 
 __all__ = ["MAX_UNDECODABLE_SHARE", "DecodeReport", "VideoFrame", "VideoInfo", "VideoSource", "iter_frames",
-           "probe_video"]
+           "iter_frames_in_span", "probe_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class VideoFrame:
     """One decoded frame.
 
     Attributes:
-        index: 0-based frame number in presentation order (see the module docstring).
+        index: 0-based frame number in presentation order (see the module docstring); -1 from
+            ``iter_frames_in_span``, which cannot count frames.
         timestamp_s: presentation time in seconds, relative to the stream start.
         rgb: uint8 (H, W, 3) RGB, upright (display rotation applied), indexed ``[row y, col x]``, origin at the
             top-left.
@@ -239,6 +240,52 @@ def iter_frames(source: VideoSource, start_frame: int = 0, end_frame: Optional[i
             last_timestamp_s = video_frame.timestamp_s
             yield video_frame
         _finish_report(container, stream, decoded, last_timestamp_s, fps, name, report)
+
+
+def iter_frames_in_span(source: VideoSource, start_time_s: float, end_time_s: float, thread_count: int = 0
+                        ) -> Iterator[VideoFrame]:
+    """Decodes the frames shown from ``start_time_s`` to ``end_time_s`` (both included) after one seek, for a caller
+    that already knows the timestamps it wants (``beam_pipeline.units``, from an earlier full decode).
+
+    Unlike ``iter_frames(start_frame=...)``, nothing is read before the keyframe at or before the start: the cost
+    is that of the span, not of its position in the file (for a remote video, only those bytes are fetched). The
+    price is that frame numbers cannot be counted: every frame's ``index`` is -1, and a caller tells frames apart
+    by ``timestamp_s``, which is the same as a full decode gives (``(pts - start) * time_base``).
+
+    Args:
+        source: a path or a seekable file-like object / ``StreamSource``.
+        start_time_s: the first timestamp wanted, seconds.
+        end_time_s: the last timestamp wanted, seconds (>= ``start_time_s``).
+        thread_count: decoder threads, as ``iter_frames``.
+
+    Yields:
+        ``VideoFrame``s in presentation order with ``index`` -1.
+
+    Raises:
+        ValueError: ``end_time_s < start_time_s`` or a negative start.
+        VideoError: the file cannot be opened or seeked, or decoding fails.
+    """
+    if start_time_s < 0 or end_time_s < start_time_s:
+        raise ValueError(f"need 0 <= start_time_s <= end_time_s, got {start_time_s} and {end_time_s}")
+    name = _name_of(source)
+    with _open_container(source, name) as container:
+        stream = _video_stream(container, name)
+        origin_pts = stream.start_time or 0
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = thread_count or decoder_threads()
+        fps = _average_fps(stream)
+        reformatter = av.video.reformatter.VideoReformatter()
+        target_pts = origin_pts + int(np.floor(start_time_s / stream.time_base))
+        try:
+            for frame in _decode_from(container, stream, target_pts, origin_pts, fps):
+                video_frame = _to_video_frame(frame, -1, origin_pts, fps, reformatter, name)
+                if video_frame.timestamp_s > end_time_s + 1e-9:
+                    return
+                if video_frame.timestamp_s >= start_time_s - 1e-9:
+                    yield video_frame
+        except _DECODE_ERRORS as exc:
+            raise VideoError(f"{name}: decoding failed after a seek to {_format_s(start_time_s)}: {_cause(exc)}"
+                             ) from exc
 
 
 def _iter_sought(container: av.container.InputContainer, stream: av.video.stream.VideoStream, target_pts: int,

@@ -8,7 +8,8 @@ import weakref
 import numpy as np
 import pytest
 
-from mimamo_ops.decoding.video import DecodeReport, VideoFrame, VideoInfo, iter_frames, probe_video
+from mimamo_ops.decoding.video import (DecodeReport, VideoFrame, VideoInfo, iter_frames, iter_frames_in_span,
+                                       probe_video)
 from mimamo_ops.errors import VideoError
 from tests import clips
 
@@ -156,6 +157,23 @@ def test_seek_to_a_time_starts_at_the_first_frame_at_or_after_it(start_time_s, v
     first = next(i for i, f in enumerate(full) if f.timestamp_s >= start_time_s - 1e-9)
     assert [(f.index, f.timestamp_s) for f in sought] == [(f.index, f.timestamp_s) for f in full[first:]]
     np.testing.assert_array_equal(sought[0].rgb, full[first].rgb)
+
+
+@pytest.mark.parametrize("clip_name, first, last", [
+    *[("moving_mp4", first, last) for first, last in ((0, 3), (13, 29), (30, 31), (57, N_MOVING - 1))],
+    *[(name, first, last) for name in ("vfr_mp4", "vfr_mkv", "mpeg4_avi") for first, last in ((9, 11), (11, 27))],
+])
+def test_a_span_after_one_seek_yields_the_full_decode_s_frames_between_two_timestamps(clip_name, first, last, request,
+                                                                                      full_decodes):
+    path = request.getfixturevalue(clip_name)
+    full = full_decodes(path)
+
+    span = list(iter_frames_in_span(path, full[first].timestamp_s, full[last].timestamp_s))
+
+    assert [frame.timestamp_s for frame in span] == [frame.timestamp_s for frame in full[first:last + 1]]
+    assert {frame.index for frame in span} == {-1}
+    for got, want in zip(span, full[first:last + 1]):
+        np.testing.assert_array_equal(got.rgb, want.rgb)
 
 
 def test_end_frame_is_exclusive_and_a_start_past_the_end_yields_nothing(moving_mp4):
