@@ -14,7 +14,7 @@ gives is together in one element as soon as the video is done, which is what let
 video on its own (``beam_pipeline.commits``) while the others are still running.
 
 A video longer than one work unit (``work_unit_s``) takes another path after ``PredictVideos``, which then runs
-only its face stage: SpreadUnits (Reshuffle) -> EncodeUnits -> GroupUnits -> JoinUnits -> AssembleVideosInUnits
+only its face stage: SpreadUnits (GroupByKey by unit) -> EncodeUnits -> GroupUnits -> JoinUnits -> AssembleVideosInUnits
 (``beam_pipeline.units``). Its results come out as their own PCollection (``VideoResults.in_units``).
 
 Every input ends as a ``VideoRow``: a video that fails at any stage gets a ``failed`` row naming the stage, the
@@ -48,7 +48,8 @@ from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, is_re
                                         storage_reads_checked, weights_sha256)
 from beam_pipeline.rows import (FrameRow, SnippetRow, VideoResult, VideoRow, arrow_schema, compute_video_id,
                                 failed_video_row, with_row_type)
-from beam_pipeline.units import EncodeUnitDoFn, JoinUnitsDoFn, PendingVideo, UnitPlanner, unit_frames
+from beam_pipeline.units import (EncodeUnitDoFn, JoinUnitsDoFn, PendingVideo, SpreadUnits, UnitPlanner,
+                                 unit_frames)
 from beam_pipeline.video_parts import (CollectedFace, DetectionPart, SnippetPart, VideoParts, as_prediction,
                                        snippet_rows)
 from mimamo_ops import __version__
@@ -708,7 +709,7 @@ class PredictVideoResults(beam.PTransform):
                                                                                          main="parts")
         encode_units, join_units = self._predict_fn.unit_steps()
         units = (predicted[UNITS_TAG]
-                 | "SpreadUnits" >> beam.Reshuffle()
+                 | "SpreadUnits" >> SpreadUnits()
                  | "EncodeUnits" >> beam.ParDo(encode_units)
                  | "KeyUnits" >> beam.Map(_keyed_by_video))
         pending = predicted[PENDING_TAG] | "KeyPending" >> beam.Map(_keyed_by_video)

@@ -9,7 +9,7 @@ of one pass (``beam_pipeline.predict.PredictVideoResults`` wires them):
    frames, and each unit becomes one :class:`UnitBlock` holding, for every face in it, the faces' frames and
    landmarks (a few hundred bytes each; never pixels). The video's row and detection facts go on as a
    :class:`PendingVideo`.
-2. ``SpreadUnits`` (a reshuffle) and ``EncodeUnits`` (:class:`EncodeUnitDoFn`): any worker decodes the unit's
+2. ``SpreadUnits`` (a ``GroupByKey`` by unit) and ``EncodeUnits`` (:class:`EncodeUnitDoFn`): any worker decodes the unit's
    frames again (one seek, frames told apart by their timestamps, ``iter_frames_in_span``), makes the same aligned
    crops from the landmarks (``FaceAligner``) and runs the backbone, pyramid and per-frame net on them
    (``mimamo_ops.model.units.BlockEncoder``): about 95 % of a video's CPU time.
@@ -51,7 +51,7 @@ from mimamo_ops.model.predictor import MimamoModel, ModelConfig
 from mimamo_ops.model.units import BlockEncoder, BlockFeatures, join_face_features, predict_snippets
 from mimamo_ops.runtime.threads import apply_thread_budget
 
-__all__ = ["EncodeUnitDoFn", "JoinUnitsDoFn", "PendingVideo", "UnitBlock", "UnitPlanner",
+__all__ = ["EncodeUnitDoFn", "JoinUnitsDoFn", "PendingVideo", "SpreadUnits", "UnitBlock", "UnitPlanner",
            "UnitResult", "unit_frames"]
 
 LOGGER = logging.getLogger(__name__)
@@ -138,6 +138,29 @@ class PendingVideo:
     attempt: int
     units: int
     positions: Dict[int, int]
+
+
+class SpreadUnits(beam.PTransform):
+    """``UnitBlock``s -> the same, spread over the workers by a ``GroupByKey`` on (video, attempt, unit).
+
+    Not ``beam.Reshuffle``: Flink's batch runner translates it as a rebalance, which Flink chained to the step
+    before, so every unit of a video stayed on the TaskManager that planned them (seen in
+    ``tests/cluster/test_flink.py``). A ``GroupByKey`` partitions by key on every runner.
+    """
+
+    def expand(self, units: beam.PCollection) -> beam.PCollection:
+        return (units
+                | "KeyByUnit" >> beam.Map(_keyed_by_unit)
+                | "GroupByUnit" >> beam.GroupByKey()
+                | "Ungroup" >> beam.FlatMap(_grouped_values))
+
+
+def _keyed_by_unit(unit: "UnitBlock") -> Tuple[Tuple[str, int, int], "UnitBlock"]:
+    return (unit.video_uri, unit.attempt, unit.index), unit
+
+
+def _grouped_values(keyed: Tuple[object, Iterable["UnitBlock"]]) -> Iterable["UnitBlock"]:
+    return keyed[1]
 
 
 class UnitPlanner:

@@ -30,7 +30,7 @@ GOOD_CLIPS = ("one_face.mp4", "two_faces.mp4", "no_face.mp4")  # the clips that 
 ALL_CLIPS = GOOD_CLIPS + ("corrupt.mp4", "empty.mp4")
 
 
-def _assert_same(want: pa.Table, got: pa.Table, what: str, skip=()) -> None:
+def assert_same_table(want: pa.Table, got: pa.Table, what: str, skip=()) -> None:
     assert got.num_rows == want.num_rows, what
     assert got.column_names == want.column_names, what
     for column in want.column_names:
@@ -59,9 +59,9 @@ def assert_rows_match(expected: Dict[str, pa.Table], output: Path, copies: Dict[
                                                                                            ["video_uri"])}
     for table in ("frames", "videos"):
         originals = set(expected[table]["video_uri"].to_pylist())
-        _assert_same(expected[table], _rows_of(actual[table], originals), table)
+        assert_same_table(expected[table], _rows_of(actual[table], originals), table)
         for copy, original in copies.items():
-            _assert_same(_rows_of(expected[table], {original}), _rows_of(actual[table], {copy}),
+            assert_same_table(_rows_of(expected[table], {original}), _rows_of(actual[table], {copy}),
                          f"{table} of {copy}", skip=("video_uri", "video_id"))
     status = {Path(row["video_uri"]).name: row["status"] for row in actual["videos"].to_pylist()}
     assert status == dict({"one_face.mp4": "ok", "two_faces.mp4": "ok", "no_face.mp4": "no_face",
@@ -98,11 +98,17 @@ def assert_parallel_on_two_workers(videos: List[dict], names) -> Tuple[dict, dic
     ``names``: the file names of every input video (each must have been processed exactly once).
     """
     assert sorted(Path(record["uri"]).name for record in videos) == sorted(names)
-    assert {record["pool"] for record in videos} == {"pool-0", "pool-1"}, videos
-    for first, second in itertools.combinations(videos, 2):
+    return assert_overlap_on_two_pools(videos)
+
+
+def assert_overlap_on_two_pools(records: List[dict]) -> Tuple[dict, dict]:
+    """Two of the probe's timed records (videos or work units) ran at the same time in SDK processes of two
+    different worker pools; returns that pair."""
+    assert {record["pool"] for record in records} == {"pool-0", "pool-1"}, records
+    for first, second in itertools.combinations(records, 2):
         if first["pool"] != second["pool"] and first["start"] < second["end"] and second["start"] < first["end"]:
             return first, second
-    raise AssertionError(f"no two videos overlapped in time on different workers: {videos}")
+    raise AssertionError(f"nothing overlapped in time on different workers: {records}")
 
 
 def assert_weights_fetched_once_per_process(records: List[dict], weight_uris: Tuple[str, str]) -> None:
@@ -121,11 +127,11 @@ def assert_sdk_processes_per_pool(records: List[dict], most: int) -> None:
 
 
 @contextlib.contextmanager
-def probe_barrier(probe_dir: Path) -> Iterator[None]:
+def probe_barrier(probe_dir: Path, barrier_file: str = BARRIER_FILE) -> Iterator[None]:
     """Holds the probe's barrier (``probe/sitecustomize.py``) while the block runs: each SDK process's first video
-    waits until a video has started in the other pool, so that the overlap checked afterwards does not depend on
-    which inputs the runner happened to give each worker."""
-    barrier = probe_dir / BARRIER_FILE
+    (``UNIT_BARRIER_FILE``: first work unit) waits until one has started in the other pool, so that the overlap
+    checked afterwards does not depend on which inputs the runner happened to give each worker."""
+    barrier = probe_dir / barrier_file
     barrier.write_text(uuid.uuid4().hex)
     try:
         yield

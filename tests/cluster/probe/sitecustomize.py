@@ -4,6 +4,7 @@ When ``$MIMAMO_PROBE_DIR`` is set, it wraps two functions of the real pipeline c
 appends JSON lines to ``$MIMAMO_PROBE_DIR/<pid>.jsonl``:
 
 * ``{"event": "video", "uri", "start", "end"}``: one ``PredictVideoDoFn.process`` call (wall-clock seconds);
+* ``{"event": "unit", "uri", "index", "start", "end"}``: one work unit of a video (``EncodeUnitDoFn.process``);
 * ``{"event": "fetch", "uri"}``: one download of a remote weights file (``remote_files._fetch_into_cache``);
 * ``{"event": "sdk_process"}``: an SDK harness process started (by the worker pool, for a job's environment).
 
@@ -28,6 +29,7 @@ import os
 import time
 
 BARRIER_FILE = "barrier"
+UNIT_BARRIER_FILE = "unit-barrier"  # the same for each SDK process's first work unit
 BARRIER_WAIT_S = 120.0
 HOLD_FILE = "hold"
 HOLD_WAIT_S = 600.0
@@ -41,12 +43,12 @@ def _record(event: dict) -> None:
         handle.write(json.dumps(event) + "\n")
 
 
-def _wait_for_another_pool() -> None:
+def _wait_for_another_pool(barrier: str = BARRIER_FILE) -> None:
     """While the barrier file exists: marks this pool as started in this run, then waits (at most
     ``BARRIER_WAIT_S``) until another pool has done the same."""
     directory = os.environ["MIMAMO_PROBE_DIR"]
     try:
-        with open(os.path.join(directory, BARRIER_FILE), encoding="utf-8") as handle:
+        with open(os.path.join(directory, barrier), encoding="utf-8") as handle:
             token = handle.read().strip()
     except FileNotFoundError:
         return
@@ -85,9 +87,10 @@ def _wait_while_held() -> None:
 
 
 def _install() -> None:
-    from beam_pipeline import predict, remote_files  # pylint: disable=import-outside-toplevel
+    from beam_pipeline import predict, remote_files, units  # pylint: disable=import-outside-toplevel
 
     process = predict.PredictVideoDoFn.process
+    encode = units.EncodeUnitDoFn.process
     fetch = remote_files._fetch_into_cache  # pylint: disable=protected-access
 
     waited = []  # this process's first video waits at the barrier, no later one
@@ -101,11 +104,22 @@ def _install() -> None:
         yield from process(self, uri)
         _record({"event": "video", "uri": uri, "start": start, "end": time.time()})
 
+    waited_unit = []
+
+    def probed_encode(self, unit):
+        if not waited_unit:
+            waited_unit.append(True)
+            _wait_for_another_pool(UNIT_BARRIER_FILE)
+        start = time.time()
+        yield from encode(self, unit)
+        _record({"event": "unit", "uri": unit.video_uri, "index": unit.index, "start": start, "end": time.time()})
+
     def probed_fetch(uri, *args, **kwargs):
         _record({"event": "fetch", "uri": uri})
         return fetch(uri, *args, **kwargs)
 
     predict.PredictVideoDoFn.process = probed_process
+    units.EncodeUnitDoFn.process = probed_encode
     remote_files._fetch_into_cache = probed_fetch  # pylint: disable=protected-access
 
 
