@@ -13,9 +13,12 @@
 2. Workers (``--workers N``, N > 1): N copies of the clip through one worker process, then through N worker
    processes (``--n_workers N``, DirectRunner multi_processing), alternated ``--repeats`` times. Target: the N
    processes' frames/s >= 0.95x the one process's (each process gets its share of the cores).
-   With ``--one-video-minutes M``, also one M-minute clip through 1 and N worker processes. A video is one
-   element today: one process does all of it on its share of the cores, so N processes are slower than one
-   (target once a video is split into work units: >= 1.6x with 2 processes).
+   With ``--one-video-minutes M``, also one M-minute clip three ways: one worker process without work units
+   (``--work_unit_s 0``, the plain one-pass run), N processes without work units (the clip is one element: one
+   process does all of it on its share of the cores) and N processes with the default work units
+   (``beam_pipeline.units``: the model work of the clip spread over the N processes). Ratios: N with units / 1
+   process (target >= 1.6; bounded above by the cores one process leaves idle) and N with units / N without.
+   ``--threads-per-worker 1`` gives every process one thread, as Dataflow's one process per vCPU.
 3. Memory: the pipeline on a 1-minute and a 10-minute clip, each in a fresh process; the peak resident set size
    (``ru_maxrss`` of the child) is printed. Target: within 10 % of each other. ``--memory-fps`` lowers the frame
    rate of these clips to bound the run time on small machines (the clips stay 1 and 10 minutes long).
@@ -134,6 +137,30 @@ def measure_workers(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.
           f"(target >= {target:g})")
 
 
+def measure_one_video(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path, backbone: pathlib.Path,
+                      workers: int, repeats: int, threads_per_worker: int) -> None:
+    """One long clip through 1 process without work units, N without and N with; prints frames/s and ratios.
+    ``threads_per_worker`` (0: automatic) is given to every run."""
+    runs = {"1 process, no units": (1, ["--work_unit_s", "0"]),
+            f"{workers} processes, no units": (workers, ["--work_unit_s", "0"]),
+            f"{workers} processes, work units": (workers, [])}
+    rates = {label: [] for label in runs}
+    for attempt in range(repeats):
+        for label, (processes, extra) in runs.items():
+            output = work / f"{clip.stem}-{label.replace(' ', '_').replace(',', '')}-{attempt}"
+            flags = (pipeline_flags(clip, output, checkpoint, backbone) + ["--n_workers", str(processes)] + extra
+                     + ["--threads_per_worker", str(threads_per_worker)])
+            rate, counters, _, wall_s = run_frames_per_s(flags)
+            rates[label].append(rate)
+            print(f"{clip.name}, {label}: {counters.get('frames_decoded', 0)} frames in {wall_s:.1f} s -> "
+                  f"{rate:.2f} frames/s ({counters.get('work_units', 0)} work units)")
+    one, without, with_units = rates.values()
+    print(f"{workers} processes with units / 1 process, per attempt: "
+          f"{', '.join(f'{n / o:.2f}' for n, o in zip(with_units, one))} (target >= 1.6)")
+    print(f"{workers} processes with units / without, per attempt: "
+          f"{', '.join(f'{n / o:.2f}' for n, o in zip(with_units, without))}")
+
+
 def measure_throughput(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path,
                        backbone: pathlib.Path, attempt: int = 0) -> float:
     """One pipeline run on ``clip``; prints its figures and returns end-to-end frames/s."""
@@ -171,6 +198,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="N > 1: also compare N processes with one")
     parser.add_argument("--one-video-minutes", type=float, default=None,
                         help="with --workers N: also one clip of this many minutes through 1 and N processes")
+    parser.add_argument("--threads-per-worker", type=int, default=0,
+                        help="threads of each worker process in the one-video part (0: its share of the cores; 1: "
+                        "one process per core, as Dataflow runs them)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the workers and memory parts")
     parser.add_argument("--memory-minutes", type=float, nargs="*", default=[1.0, 10.0],
                         help="lengths of the memory clips in minutes; none skips the memory part")
@@ -192,8 +222,8 @@ def main() -> None:
             if args.one_video_minutes:
                 one_video = write_sample_clip(work / f"one_video_{args.one_video_minutes:g}min.mp4",
                                               seconds=60 * args.one_video_minutes)
-                measure_workers(one_video, work, checkpoint, backbone, args.workers, args.repeats, copies=1,
-                                target=1.6)
+                measure_one_video(one_video, work, checkpoint, backbone, args.workers, args.repeats,
+                                  args.threads_per_worker)
         peaks = []
         for minutes in args.memory_minutes:
             started = time.perf_counter()
