@@ -41,7 +41,7 @@ from beam_pipeline.config import (PREDICT_SETTINGS, isolation_config_from, model
                                   video_disk_budget_bytes)
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.model_loading import load_model
+from beam_pipeline.model_loading import load_model, shared_model
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, is_remote, open_video_source,
@@ -281,7 +281,7 @@ class PredictVideoDoFn(beam.DoFn):
         self._faces = open_face_stage(self._face_config, config.thread_budget(), self._isolation,
                                       self._extractor_factory)
         self._faces.start()
-        self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
+        self._model = shared_model(self._shared_model, self._model_loader, config)
         # metrics updated in setup() are not attributed to a step, so the first process() call reports it
         self._pending_load_ms = int((self._clock() - started) * 1000)
         self._faces.wait_ready()
@@ -417,10 +417,12 @@ class PredictVideoDoFn(beam.DoFn):
         return UnitPlanner(uri, attempt, frames)
 
     def unit_steps(self) -> Tuple[EncodeUnitDoFn, JoinUnitsDoFn]:
-        """The DoFns that compute and join this DoFn's work units, with its settings."""
+        """The DoFns that compute and join this DoFn's work units, with its settings and its model handle (one model
+        per process for the three)."""
         return (EncodeUnitDoFn(self._model_config, self._face_config, self._model_loader, self._disk_budget_bytes,
-                               self._clock),
-                JoinUnitsDoFn(self._model_config, self._progress_dir, self._keep_snippet_rows, self._model_loader))
+                               self._clock, model_handle=self._shared_model),
+                JoinUnitsDoFn(self._model_config, self._progress_dir, self._keep_snippet_rows, self._model_loader,
+                              model_handle=self._shared_model))
 
     def _emit_snippets(self, uri: str, face_id: int, snippets: List[SnippetPrediction]) -> Iterator:
         for snippet in snippets:

@@ -38,7 +38,7 @@ from apache_beam.utils import shared
 
 from beam_pipeline import faults
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.model_loading import load_model
+from beam_pipeline.model_loading import load_model, shared_model
 from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import open_video_source, storage_reads_checked
 from beam_pipeline.rows import SnippetRow, failed_video_row
@@ -225,7 +225,8 @@ class EncodeUnitDoFn(beam.DoFn):
     """``UnitBlock`` -> ``UnitResult``: the unit's frames decoded again, its faces cropped from their landmarks and
     run through the backbone, pyramid and per-frame net (step 2 of the module docstring).
 
-    The model is the one ``PredictVideoDoFn`` shares in the process (same ``Shared`` tag), loaded once per process.
+    The model is loaded once per process; with ``model_handle`` (``PredictVideoDoFn.unit_steps`` gives its own) it is
+    the very model the prediction holds in the process.
     The unit's frames are decoded after a seek, a remote video streamed from storage (only the unit's bytes are
     read); when that does not give every face's frame with the timestamp the face stage saw (a damaged video),
     the video is decoded again from the start, its frames counted. Errors are tried again as
@@ -237,17 +238,19 @@ class EncodeUnitDoFn(beam.DoFn):
         model_loader: builds the model from ``model_config`` (injected in unit tests).
         disk_budget_bytes: as ``PredictVideoDoFn``'s.
         clock: monotonic clock in seconds (injected in unit tests).
+        model_handle: the ``Shared`` handle to take the model from (default: a handle of its own).
     """
 
     def __init__(self, model_config: ModelConfig, face_config: FaceConfig,
                  model_loader: Callable[[ModelConfig], MimamoModel] = load_model,
-                 disk_budget_bytes: Optional[int] = None, clock: Callable[[], float] = time.perf_counter):
+                 disk_budget_bytes: Optional[int] = None, clock: Callable[[], float] = time.perf_counter,
+                 model_handle: Optional[shared.Shared] = None):
         self._model_config = model_config
         self._face_config = face_config
         self._model_loader = model_loader
         self._disk_budget_bytes = disk_budget_bytes
         self._clock = clock
-        self._shared_model = shared.Shared()
+        self._shared_model = model_handle or shared.Shared()
         self._model: Optional[MimamoModel] = None
         self._aligner = None
         self._units = Metrics.counter(METRICS_NAMESPACE, "work_units")
@@ -257,7 +260,7 @@ class EncodeUnitDoFn(beam.DoFn):
     def setup(self) -> None:
         config = self._model_config
         apply_thread_budget(config.thread_budget())
-        self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
+        self._model = shared_model(self._shared_model, self._model_loader, config)
         self._aligner = face_aligner(self._face_config)
 
     def process(self, unit: UnitBlock) -> Iterator[UnitResult]:
@@ -346,16 +349,18 @@ class JoinUnitsDoFn(beam.DoFn):
         progress_dir: local directory for progress records, or None.
         keep_snippet_rows: also give each snippet's ``SnippetRow``s.
         model_loader: builds the model from ``model_config`` (injected in unit tests).
+        model_handle: the ``Shared`` handle to take the model from (default: a handle of its own).
     """
 
     def __init__(self, model_config: ModelConfig, progress_dir: Optional[str] = None,
                  keep_snippet_rows: bool = False,
-                 model_loader: Callable[[ModelConfig], MimamoModel] = load_model):
+                 model_loader: Callable[[ModelConfig], MimamoModel] = load_model,
+                 model_handle: Optional[shared.Shared] = None):
         self._model_config = model_config
         self._progress_dir = progress_dir
         self._keep_snippet_rows = keep_snippet_rows
         self._model_loader = model_loader
-        self._shared_model = shared.Shared()
+        self._shared_model = model_handle or shared.Shared()
         self._model: Optional[MimamoModel] = None
         self._progress: Optional[ProgressWriter] = None
         self._videos = {status: Metrics.counter(METRICS_NAMESPACE, f"videos_{status}")
@@ -365,7 +370,7 @@ class JoinUnitsDoFn(beam.DoFn):
     def setup(self) -> None:
         config = self._model_config
         apply_thread_budget(config.thread_budget())
-        self._model = self._shared_model.acquire(lambda: self._model_loader(config), tag=repr(config))
+        self._model = shared_model(self._shared_model, self._model_loader, config)
         if self._progress_dir:
             self._progress = ProgressWriter(self._progress_dir)
 

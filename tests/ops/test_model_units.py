@@ -13,7 +13,7 @@ import pytest
 from mimamo_ops.faces.records import FaceConfig
 from mimamo_ops.faces.stages import make_face_extractor
 from mimamo_ops.model.predictor import MimamoModel, ModelConfig, stitch_snippets
-from mimamo_ops.model.units import BlockEncoder, join_face_features, predict_snippets
+from mimamo_ops.model.units import BlockEncoder, BlockFeatures, join_face_features, predict_snippets
 from tests import clips
 
 FACES = 90
@@ -43,13 +43,19 @@ def _streamed(model: MimamoModel, faces) -> Tuple[np.ndarray, np.ndarray]:
     return frame_indices, values
 
 
-def _in_blocks(model: MimamoModel, faces, cuts: List[int]) -> Tuple[np.ndarray, np.ndarray]:
+def _encoded(model: MimamoModel, faces, cuts: List[int]) -> List[BlockFeatures]:
+    """The faces encoded in blocks [cuts[k], cuts[k + 1])."""
     blocks = []
     for start, stop in zip(cuts, cuts[1:]):
         encoder = BlockEncoder(model, start, stop - start)
         for _, _, rgb in faces[start:stop]:
             encoder.add(rgb)
         blocks.append(encoder.finish())
+    return blocks
+
+
+def _in_blocks(model: MimamoModel, faces, cuts: List[int]) -> Tuple[np.ndarray, np.ndarray]:
+    blocks = _encoded(model, faces, cuts)
     features = join_face_features(model, blocks[::-1], len(faces))  # any order
     snippets = predict_snippets(model, features, np.array([face[0] for face in faces]),
                                 np.array([face[1] for face in faces]))
@@ -71,13 +77,7 @@ def test_blocks_joined_give_the_streaming_predictor_s_numbers(model, faces, inne
 def test_without_recomputing_the_block_ends_the_numbers_differ(model, faces):
     """The check above can fail: features taken from the blocks as they are (windows clamped at block ends) give
     other numbers near the cuts."""
-    cuts = [0, 30, 60, len(faces)]
-    blocks = []
-    for start, stop in zip(cuts, cuts[1:]):
-        encoder = BlockEncoder(model, start, stop - start)
-        for _, _, rgb in faces[start:stop]:
-            encoder.add(rgb)
-        blocks.append(encoder.finish())
+    blocks = _encoded(model, faces, [0, 30, 60, len(faces)])
     joined = join_face_features(model, blocks, len(faces)).numpy()
     as_encoded = np.concatenate([block.features for block in blocks])
     changed = np.flatnonzero(np.abs(joined - as_encoded).max(axis=1) > 0)

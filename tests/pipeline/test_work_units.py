@@ -18,6 +18,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
+from beam_pipeline.predict import PredictVideoDoFn
 from beam_pipeline.rows import VideoRow
 from beam_pipeline.run import run
 from beam_pipeline.units import EncodeUnitDoFn, JoinUnitsDoFn, PendingVideo, UnitPlanner, UnitResult
@@ -180,3 +181,25 @@ def test_a_unit_whose_video_is_gone_makes_the_video_a_failed_row_naming_the_file
     assert "units [1] of 2 never arrived" in parts.video.error
     # a video whose face stage failed has no pending entry: its units are dropped, its failed row came already
     assert list(join.process((str(gone), {"pending": [], "units": results}))) == []
+
+
+class _Networks:
+    """Stands in for the loaded networks (only their identity matters here)."""
+
+
+def test_the_unit_steps_take_the_model_the_prediction_holds_in_the_process(synthetic_weights):
+    checkpoint, backbone = synthetic_weights
+    loads = []
+
+    def loader(config):
+        loads.append(config)
+        return _Networks()
+
+    predict = PredictVideoDoFn(ModelConfig(str(checkpoint), str(backbone)), FaceConfig(), model_loader=loader,
+                               work_unit_s=UNIT_S)
+    encode, join = predict.unit_steps()
+    encode.setup()
+    join.setup()
+    assert len(loads) == 1
+    # pylint: disable=protected-access  # which object each step holds
+    assert encode._model is join._model
