@@ -411,8 +411,8 @@ class PredictVideoDoFn(beam.DoFn):
     def _unit_planner(self, uri: str, attempt: int, info) -> Optional[UnitPlanner]:
         """A planner of work units when the video has more frames than one unit and the face stage is built in
         (OpenFace's crops cannot be made again from landmarks); else None."""
-        frames = unit_frames(self._work_unit_s, info.fps)
-        if not frames or self._face_config.openface_path is not None or (info.frame_count or 0) <= frames:
+        frames = unit_frames(self._work_unit_s, info.fps, info.frame_count or 0)
+        if not frames or self._face_config.openface_path is not None:
             return None
         return UnitPlanner(uri, attempt, frames)
 

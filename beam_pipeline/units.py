@@ -57,11 +57,17 @@ __all__ = ["EncodeUnitDoFn", "JoinUnitsDoFn", "PendingVideo", "SpreadUnits", "Un
 LOGGER = logging.getLogger(__name__)
 
 
-def unit_frames(work_unit_s: float, fps: float) -> int:
-    """Frames per work unit for a video of ``fps`` frames/s; 0 (never split) when ``work_unit_s`` is 0."""
+def unit_frames(work_unit_s: float, fps: float, frame_count: int) -> int:
+    """Frames per work unit for a video of ``frame_count`` frames at ``fps`` frames/s: the fewest units of at most
+    ``work_unit_s`` seconds, all of one length, so that they cost about the same (a 70-second video in units of
+    60 s: two of 35 s). 0 (not split) when the video fits in one unit or ``work_unit_s`` is 0."""
     if work_unit_s <= 0:
         return 0
-    return max(1, int(round(work_unit_s * (fps if fps > 0 else 30.0))))
+    longest = max(1, int(round(work_unit_s * (fps if fps > 0 else 30.0))))
+    if frame_count <= longest:
+        return 0
+    units = -(-frame_count // longest)
+    return -(-frame_count // units)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 The clip is cut together from real photographs (tests/data/faces, as in ``tests/ops/test_faces_identity.py``):
 Biden, a cut to Obama, a cut back to Biden in another photo, then a cut to a moving face, 20 frames each. With
-``--work_unit_s 0.5`` (15 frames a unit at 30 fps) the units end inside shots and at cuts alike, and short
-snippets with two per GRU sequence make the GRU's sequences cross unit ends. The same clip on the Cloud Storage
-emulator checks the units' seeks in a video streamed from storage.
+``--work_unit_s 0.5`` (at most 15 frames at 30 fps: 6 units of 14 frames) the units end inside shots and at cuts
+alike, and short snippets with two per GRU sequence make the GRU's sequences cross unit ends. The same clip on the
+Cloud Storage emulator checks the units' seeks in a video streamed from storage.
 """
 from pathlib import Path
 from typing import List
@@ -21,7 +21,8 @@ from beam_pipeline.beam_compat import use_anonymous_gcs_for_emulator
 from beam_pipeline.predict import PredictVideoDoFn
 from beam_pipeline.rows import VideoRow
 from beam_pipeline.run import run
-from beam_pipeline.units import EncodeUnitDoFn, JoinUnitsDoFn, PendingVideo, UnitPlanner, UnitResult
+from beam_pipeline.units import (EncodeUnitDoFn, JoinUnitsDoFn, PendingVideo, UnitPlanner, UnitResult,
+                                 unit_frames)
 from beam_pipeline.video_parts import CollectedFace, VideoParts
 from mimamo_ops.faces.records import FaceConfig, FaceRecord
 from mimamo_ops.model.predictor import ModelConfig
@@ -31,7 +32,7 @@ from tests.ops.test_faces_identity import SHOTS, shot_frames
 from tests.pipeline.test_cloud_storage import upload
 
 SHOT_FRAMES = 20
-UNIT_S = 0.5  # 15 frames
+UNIT_S = 0.5  # at most 15 frames a unit
 KEY = ["face_id", "frame_index"]
 
 
@@ -145,6 +146,14 @@ def test_the_planner_cuts_frames_into_units_and_counts_each_face_s_positions_acr
                 assert np.all((unit.faces[face_id].frame_indices >= unit.start_frame)
                               & (unit.faces[face_id].frame_indices < unit.end_frame))
     assert units[1].faces[1].first_position == 0 and units[2].faces[1].first_position == 8
+
+
+def test_a_video_is_cut_into_the_fewest_units_of_one_length():
+    assert unit_frames(60, 30, 1800) == 0  # fits in one unit
+    assert unit_frames(60, 30, 2100) == 1050  # 70 s: two units of 35 s, not 60 s and 10 s
+    assert unit_frames(60, 30, 3601) == 1201
+    assert unit_frames(60, 25, 9000) == 1500
+    assert unit_frames(0, 30, 10 ** 6) == 0  # never split
 
 
 def _pending(uri: str, units: int) -> PendingVideo:
