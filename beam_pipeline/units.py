@@ -183,7 +183,9 @@ class UnitPlanner:
         self._attempt = attempt
         self._frames = frames_per_unit
         self._index = 0
-        self._faces: Dict[int, List[FaceRecord]] = {}
+        # face_id -> (frame index, timestamp_s, float32 (68, 2) landmarks) of each of its faces in the open unit:
+        # never the crops, which the unit's worker makes again
+        self._faces: Dict[int, List[Tuple[int, float, np.ndarray]]] = {}
         self._end = 0  # the frame after the last one added
         self.positions: Dict[int, int] = {}  # face_id -> faces planned so far
 
@@ -199,7 +201,8 @@ class UnitPlanner:
             closed.append(self._close((self._index + 1) * self._frames))
         self._end = frame_index + 1
         for face in faces:
-            self._faces.setdefault(int(face.face_id), []).append(face)
+            self._faces.setdefault(int(face.face_id), []).append(
+                (int(face.frame_index), float(face.timestamp_s), np.asarray(face.landmarks, dtype=np.float32)))
         return closed
 
     def finish(self) -> List[UnitBlock]:
@@ -208,15 +211,16 @@ class UnitPlanner:
 
     def _close(self, end_frame: int) -> UnitBlock:
         faces = {}
-        for face_id, records in sorted(self._faces.items()):
+        for face_id, seen in sorted(self._faces.items()):
             first = self.positions.get(face_id, 0)
+            frame_indices, timestamps_s, landmarks = zip(*seen)
             faces[face_id] = UnitFaces(
                 first_position=first,
-                frame_indices=np.array([record.frame_index for record in records], dtype=np.int64),
-                timestamps_s=np.array([record.timestamp_s for record in records], dtype=np.float64),
-                landmarks=np.stack([np.asarray(record.landmarks, dtype=np.float32) for record in records]),
+                frame_indices=np.array(frame_indices, dtype=np.int64),
+                timestamps_s=np.array(timestamps_s, dtype=np.float64),
+                landmarks=np.stack(landmarks),
             )
-            self.positions[face_id] = first + len(records)
+            self.positions[face_id] = first + len(seen)
         block = UnitBlock(self._uri, self._attempt, self._index, self._index * self._frames, end_frame, faces)
         self._faces = {}
         self._index += 1
