@@ -9,9 +9,9 @@ of one pass (``beam_pipeline.predict.PredictVideoResults`` wires them):
    frames, and each unit becomes one :class:`UnitBlock` holding, for every face in it, the faces' frames and
    landmarks (a few hundred bytes each; never pixels). The video's row and detection facts go on as a
    :class:`PendingVideo`.
-2. ``SpreadUnits`` (a ``GroupByKey`` by unit) and ``EncodeUnits`` (:class:`EncodeUnitDoFn`): any worker decodes the unit's
-   frames again (one seek, frames told apart by their timestamps, ``iter_frames_in_span``), makes the same aligned
-   crops from the landmarks (``FaceAligner``) and runs the backbone, pyramid and per-frame net on them
+2. ``SpreadUnits`` (a ``GroupByKey`` by unit) and ``EncodeUnits`` (:class:`EncodeUnitDoFn`): any worker decodes
+   the unit's frames again (one seek, frames told apart by their timestamps, ``iter_frames_in_span``), makes the
+   same aligned crops from the landmarks (``FaceAligner``) and runs the backbone, pyramid and per-frame net on them
    (``mimamo_ops.model.units.BlockEncoder``): about 95 % of a video's CPU time.
 3. ``JoinUnits`` (:class:`JoinUnitsDoFn`): per video, the blocks' features are joined into each face's whole
    sequence, the positions at block ends computed again with their true windows, and the GRU run over the
@@ -227,10 +227,6 @@ class UnitPlanner:
         return block
 
 
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
 class EncodeUnitDoFn(beam.DoFn):
     """``UnitBlock`` -> ``UnitResult``: the unit's frames decoded again, its faces cropped from their landmarks and
     run through the backbone, pyramid and per-frame net (step 2 of the module docstring).
@@ -284,13 +280,13 @@ class EncodeUnitDoFn(beam.DoFn):
                 kind = faults.classify_error(error)
                 if kind == faults.TRANSIENT and attempt < policy.attempts:
                     LOGGER.warning("%s unit %d failed: %s (transient; try %d of %d)", unit.video_uri, unit.index,
-                                   _describe(error), attempt, policy.attempts)
+                                   faults.describe_error(error), attempt, policy.attempts)
                     time.sleep(policy.delay_s(attempt))
                     continue
-                LOGGER.warning("%s unit %d failed: %s (%s)", unit.video_uri, unit.index, _describe(error), kind,
-                               exc_info=error)
+                reason = faults.describe_error(error)
+                LOGGER.warning("%s unit %d failed: %s (%s)", unit.video_uri, unit.index, reason, kind, exc_info=error)
                 self._failed.inc()
-                result = UnitResult(unit.video_uri, unit.attempt, unit.index, {}, _describe(error), kind)
+                result = UnitResult(unit.video_uri, unit.attempt, unit.index, {}, reason, kind)
                 break
         self._units.inc()
         self._latency.update(int((self._clock() - started) * 1000))
@@ -414,9 +410,9 @@ class JoinUnitsDoFn(beam.DoFn):
         try:
             return self._predict(uri, video, units)
         except Exception as error:  # pylint: disable=broad-except  # one bad video must not stop the pipeline
-            LOGGER.warning("%s failed at stage join: %s", uri, _describe(error), exc_info=error)
-            return VideoParts(failed_video_row(uri, "join", _describe(error), error_kind=faults.classify_error(error)),
-                              {}, [])
+            reason = faults.describe_error(error)
+            LOGGER.warning("%s failed at stage join: %s", uri, reason, exc_info=error)
+            return VideoParts(failed_video_row(uri, "join", reason, error_kind=faults.classify_error(error)), {}, [])
 
     def _predict(self, uri: str, video: PendingVideo, units: Dict[int, UnitResult]) -> VideoParts:
         rows: List[SnippetRow] = []
