@@ -154,20 +154,32 @@ class MimamoModel:
         self.backbone_sha256 = backbone_sha256
 
     @classmethod
-    def load(cls, config: ModelConfig) -> "MimamoModel":
-        """Loads both weight files strictly (``weights_only=True``) and moves the models to ``config.device``."""
+    def load(cls, config: ModelConfig, backbone=None) -> "MimamoModel":
+        """Loads both weight files strictly (``weights_only=True``) and moves the models to ``config.device``.
+
+        Args:
+            config: the model side's settings.
+            backbone: a backbone that other processes share (``backbone_batching.BatchingBackbone`` or a proxy of
+                one: ``features``, ``compute_batch_size`` and ``add_batch_listener``) to use instead of loading
+                one here. Its compute batch is its own; a track sends it faces in requests of that batch divided
+                among the machine's processes, so that their requests together fill a batch.
+        """
         device = torch.device(config.device)
         state, epoch = load_mimamo_checkpoint(config.checkpoint_path)
         network = TwoStreamRNN(num_phase=config.num_phase)
         apply_state_dict(network, state, config.checkpoint_path, "MIMAMO checkpoint")
-        if not config.backbone_batch_size:
+        if backbone is not None:
+            config = dataclasses.replace(config, backbone_batch_size=max(
+                1, backbone.compute_batch_size() // config.processes_per_machine()))
+        elif not config.backbone_batch_size:
             config = dataclasses.replace(config, backbone_batch_size=choose_batch_size(
                 device, processes=config.processes_per_machine()))
         backbone_sha256 = sha256_file(config.backbone_path)
-        backbone = BackboneRunner.from_file(
-            config.backbone_path, device=device, batch_size=config.backbone_batch_size, precision=config.precision,
-            runtime=config.runtime, weights_sha256=backbone_sha256,
-        )
+        if backbone is None:
+            backbone = BackboneRunner.from_file(
+                config.backbone_path, device=device, batch_size=config.backbone_batch_size,
+                precision=config.precision, runtime=config.runtime, weights_sha256=backbone_sha256,
+            )
         LOGGER.info("loaded %s (epoch %s) and %s on %s", config.checkpoint_path, epoch, config.backbone_path, device)
         phase = PhaseDifferenceExtractor(
             phase_size=config.phase_size,
