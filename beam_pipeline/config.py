@@ -27,7 +27,7 @@ MODEL_SETTINGS = ("checkpoint", "backbone", "model_name", "feature_layer", "devi
                   "threads_per_worker", "gru_sequence_snippets", "compute_batch_size", "num_phase", "phase_size",
                   "length", "stride", "height", "nbands", "scale_factor")
 PREDICT_SETTINGS = tuple(dict.fromkeys(FACE_SETTINGS + MODEL_SETTINGS + ("smoothing_size", "keep_intermediates",
-                                                                         "work_unit_s")))
+                                                                         "work_unit_s", "backbone_sharing")))
 
 
 def _declared_flags() -> Dict[str, argparse.Action]:

@@ -14,8 +14,11 @@ from mimamo_ops.runtime.cpu_features import bf16_units
 from mimamo_ops.runtime.selection import RUNTIMES
 
 DEFAULT_WORK_UNIT_S = 60.0  # seconds of video per work unit (beam_pipeline.units; measured in docs/performance.md)
+# process: every worker process loads its own backbone. machine: one backbone per machine, in the first process
+# that asks, fed by all of them in shared batches (beam_pipeline.model_loading). auto: machine on a GPU.
+BACKBONE_SHARING = ("auto", "process", "machine")
 
-__all__ = ["DEFAULT_VIDEO_EXTENSIONS", "DEFAULT_WORK_UNIT_S", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments",
+__all__ = ["BACKBONE_SHARING", "DEFAULT_VIDEO_EXTENSIONS", "DEFAULT_WORK_UNIT_S", "FIXED_BY_CHECKPOINT", "PRECISIONS", "add_mimamo_arguments",
            "mimamo_option_names"]
 
 DEFAULT_VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -134,6 +137,13 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         "--compute_batch_size", type=int, default=0,
         help="Faces per backbone forward pass; 0 picks one for the device (16 on CPU, sized to the free "
         "memory on a GPU). Memory and speed only; results do not depend on it.",
+    )
+    model_group.add_argument(
+        "--backbone_sharing", choices=BACKBONE_SHARING, default="auto",
+        help="process: each worker process loads its own backbone. machine: one backbone per machine, loaded by "
+        "the first process that asks and fed by every process's faces in shared batches (one model per GPU, "
+        "its batch sized for the whole GPU). auto (default): machine on a GPU, process on the CPU. Memory and "
+        "speed only; results do not depend on it.",
     )
     model_group.add_argument(
         "--n_workers", type=int, default=None,

@@ -30,7 +30,7 @@ __all__ = ["EXECUTION_ONLY_OPTIONS", "SDK_ENVIRONMENT_CACHE_MS", "MimamoOptions"
 # MIMAMO options that change how a run executes, never its rows: a run may be resumed with other values.
 EXECUTION_ONLY_OPTIONS = frozenset({
     "progress_dir", "log", "logdir", "n_workers", "videos_per_commit", "watch", "watch_interval",
-    "watch_batch_size", "video_disk_budget_mb", "work_unit_s",
+    "watch_batch_size", "video_disk_budget_mb", "work_unit_s", "backbone_sharing",
 })
 
 

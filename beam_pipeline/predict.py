@@ -24,10 +24,12 @@ and the other videos carry on; nothing raises.
 """
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
 import typing
+import uuid
 from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -41,7 +43,7 @@ from beam_pipeline.config import (PREDICT_SETTINGS, isolation_config_from, model
                                   video_disk_budget_bytes)
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.model_loading import load_model, shared_model
+from beam_pipeline.model_loading import backbone_sharing_for, load_model, shared_model
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, is_remote, open_video_source,
@@ -610,6 +612,10 @@ class PredictValenceArousal(beam.PTransform):
         self._progress_dir = progress_dir
         # resolved and verified now (remote weights fetched once here), so a bad file fails while building
         self._model_config, self._face_config = model_and_face_configs(self._settings, worker_processes=1)
+        self._model_loader = load_model
+        if backbone_sharing_for(self._settings.backbone_sharing, self._model_config.device) == "machine":
+            # one tag for every worker process of this pipeline, and no other pipeline's
+            self._model_loader = functools.partial(load_model, backbone_tag=f"mimamo-backbone-{uuid.uuid4().hex}")
 
     @property
     def model_config(self) -> ModelConfig:
@@ -645,7 +651,7 @@ class PredictValenceArousal(beam.PTransform):
         model_config = dataclasses.replace(self._model_config,
                                            worker_processes=worker_processes_per_machine(options))
         return PredictVideoDoFn(model_config, self._face_config, progress_dir=self._progress_dir,
-                                keep_snippet_rows=self._settings.keep_intermediates,
+                                keep_snippet_rows=self._settings.keep_intermediates, model_loader=self._model_loader,
                                 isolation=isolation_config_from(self._settings),
                                 disk_budget_bytes=video_disk_budget_bytes(self._settings),
                                 work_unit_s=self._settings.work_unit_s)

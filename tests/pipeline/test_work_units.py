@@ -6,11 +6,13 @@ Biden, a cut to Obama, a cut back to Biden in another photo, then a cut to a mov
 alike, and short snippets with two per GRU sequence make the GRU's sequences cross unit ends. The same clip on the
 Cloud Storage emulator checks the units' seeks in a video streamed from storage.
 """
+import logging
 from pathlib import Path
 from typing import List
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
@@ -114,6 +116,28 @@ def test_the_units_of_a_remote_video_read_it_from_storage_and_give_the_same_rows
     assert _counter(result, "work_units") == -(-4 * SHOT_FRAMES // 15) and _counter(result, "work_units_failed") == 0
     _assert_same_rows(_table(both_runs[0][0], "frames", KEY), _table(tmp_path / "out", "frames", KEY),
                       skip=("video_uri", "video_id"))
+
+
+def test_two_videos_in_units_on_the_machine_s_one_backbone_give_the_rows_of_per_track_batches(
+        shots_clip, synthetic_weights, both_runs, tmp_path, caplog):
+    """``--backbone_sharing machine`` with two videos in flight on two worker threads: their units' faces go
+    through one backbone in shared batches (``BatchingBackbone``; that faces of different tracks share passes
+    is shown in ``tests/ops/test_backbone_batching.py``), and each video's rows are the per-track run's."""
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(shots_clip.read_bytes())
+    flags = _flags(shots_clip, synthetic_weights, tmp_path / "out", UNIT_S) + [
+        "--input", str(copy), "--backbone_sharing", "machine", "--direct_num_workers", "2",
+        "--direct_running_mode", "multi_threading"]
+    with caplog.at_level(logging.INFO, logger="beam_pipeline.model_loading"):
+        result = run(flags)
+    loads = [record for record in caplog.records if record.getMessage().startswith("one backbone for this machine")]
+    assert len(loads) == 1, [record.getMessage() for record in loads]
+    assert _counter(result, "work_units") == 2 * -(-4 * SHOT_FRAMES // 15)
+    frames = _table(tmp_path / "out", "frames", ["video_uri"] + KEY)
+    reference = _table(both_runs[0][0], "frames", KEY)
+    for uri in (str(shots_clip), str(copy)):
+        video = frames.filter(pa.compute.equal(frames.column("video_uri"), uri))
+        _assert_same_rows(reference, video, skip=("video_uri", "video_id"))
 
 
 def _record(frame_index: int, face_id: int) -> FaceRecord:
