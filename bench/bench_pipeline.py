@@ -1,6 +1,6 @@
 """End-to-end throughput and memory of the Beam pipeline (DirectRunner), from the repository root:
 
-    .venv/bin/python bench/bench_pipeline.py [--seconds 10] [--workers 2 [--one-video-minutes 2]]
+    .venv/bin/python bench/bench_pipeline.py [--seconds 10] [--workers 2 [--sharing] [--one-video-minutes 2]]
         [--memory-minutes 1 10] [--memory-fps 30]
 
 1. Throughput: one run on a 640x360 one-face clip. End-to-end frames/s is frames / wall time of the run (decode,
@@ -19,6 +19,9 @@
    (``beam_pipeline.units``: the model work of the clip spread over the N processes). Ratios: N with units / 1
    process (target >= 1.6; bounded above by the cores one process leaves idle) and N with units / N without.
    ``--threads-per-worker 1`` gives every process one thread, as Dataflow's one process per vCPU.
+   With ``--sharing``, also N copies through N processes with a backbone in each process and with one backbone
+   for the machine (``--backbone_sharing process`` / ``machine``), alternated: frames/s, their ratio, and the
+   largest difference between the two runs' valence and arousal (the numbers must not depend on the sharing).
 3. Memory: the pipeline on a 1-minute and a 10-minute clip, each in a fresh process; the peak resident set size
    (``ru_maxrss`` of the child) is printed. Target: within 10 % of each other. ``--memory-fps`` lowers the frame
    rate of these clips to bound the run time on small machines (the clips stay 1 and 10 minutes long).
@@ -111,18 +114,24 @@ def run_frames_per_s(flags: List[str]) -> Tuple[float, dict, dict, float]:
     return counters.get("frames_decoded", 0) / wall_s, counters, distributions, wall_s
 
 
+def copies_of(clip: pathlib.Path, work: pathlib.Path, copies: int) -> pathlib.Path:
+    """A folder of ``copies`` hard links to the clip (the clip itself for 1)."""
+    if copies <= 1:
+        return clip
+    folder = work / f"copies-of-{clip.stem}"
+    folder.mkdir(exist_ok=True)
+    for i in range(copies):
+        copy = folder / f"copy{i}.mp4"
+        if not copy.exists():
+            os.link(clip, copy)
+    return folder
+
+
 def measure_workers(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path, backbone: pathlib.Path,
                     workers: int, repeats: int, copies: int, target: float) -> None:
     """``copies`` copies of the clip (1: the clip itself) through 1 worker process and through ``workers``,
     alternated; prints frames/s and the ratio."""
-    inputs = clip
-    if copies > 1:
-        inputs = work / f"copies-of-{clip.stem}"
-        inputs.mkdir(exist_ok=True)
-        for i in range(copies):
-            copy = inputs / f"copy{i}.mp4"
-            if not copy.exists():
-                os.link(clip, copy)
+    inputs = copies_of(clip, work, copies)
     rates = {1: [], workers: []}
     for attempt in range(repeats):
         for processes in (1, workers):
@@ -159,6 +168,40 @@ def measure_one_video(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathli
           f"{', '.join(f'{n / o:.2f}' for n, o in zip(with_units, one))} (target >= 1.6)")
     print(f"{workers} processes with units / without, per attempt: "
           f"{', '.join(f'{n / o:.2f}' for n, o in zip(with_units, without))}")
+
+
+def _frames(output: pathlib.Path):
+    """The run's frame rows in a stable order."""
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+    return pq.read_table(output / "frames").sort_by([("video_uri", "ascending"), ("face_id", "ascending"),
+                                                    ("frame_index", "ascending")])
+
+
+def measure_backbone_sharing(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path,
+                             backbone: pathlib.Path, workers: int, repeats: int, threads_per_worker: int) -> None:
+    """``workers`` copies of the clip through ``workers`` processes with a backbone per process and with one per
+    machine (``--backbone_sharing``), alternated; prints frames/s, the ratio, and the largest difference between
+    the two runs' valence and arousal."""
+    inputs = copies_of(clip, work, workers)
+    rates = {"process": [], "machine": []}
+    for attempt in range(repeats):
+        outputs = {}
+        for sharing in rates:
+            outputs[sharing] = work / f"{clip.stem}-sharing-{sharing}-{attempt}"
+            flags = (pipeline_flags(inputs, outputs[sharing], checkpoint, backbone)
+                     + ["--n_workers", str(workers), "--backbone_sharing", sharing,
+                        "--threads_per_worker", str(threads_per_worker)])
+            rate, counters, _, wall_s = run_frames_per_s(flags)
+            rates[sharing].append(rate)
+            print(f"{workers} x {clip.name}, {workers} processes, backbone per {sharing}: "
+                  f"{counters.get('frames_decoded', 0)} frames in {wall_s:.1f} s -> {rate:.2f} frames/s")
+        tables = [_frames(output) for output in outputs.values()]
+        difference = max(abs(a - b) for name in ("valence", "arousal")
+                         for a, b in zip(tables[0].column(name).to_pylist(), tables[1].column(name).to_pylist()))
+        print(f"  rows: {tables[0].num_rows} and {tables[1].num_rows}; max |difference| of valence and arousal: "
+              f"{difference:.2e}")
+    print(f"one backbone per machine / per process, per attempt: "
+          f"{', '.join(f'{m / p:.2f}' for m, p in zip(rates['machine'], rates['process']))}")
 
 
 def measure_throughput(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path,
@@ -201,6 +244,9 @@ def main() -> None:
     parser.add_argument("--threads-per-worker", type=int, default=0,
                         help="threads of each worker process in the one-video part (0: its share of the cores; 1: "
                         "one process per core, as Dataflow runs them)")
+    parser.add_argument("--sharing", action="store_true",
+                        help="with --workers N: also N copies through N processes with a backbone per process and "
+                        "one per machine (--backbone_sharing)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the workers and memory parts")
     parser.add_argument("--memory-minutes", type=float, nargs="*", default=[1.0, 10.0],
                         help="lengths of the memory clips in minutes; none skips the memory part")
@@ -219,6 +265,9 @@ def main() -> None:
         if args.workers > 1:
             measure_workers(clip, work, checkpoint, backbone, args.workers, args.repeats, copies=args.workers,
                             target=0.95)
+            if args.sharing:
+                measure_backbone_sharing(clip, work, checkpoint, backbone, args.workers, args.repeats,
+                                         args.threads_per_worker)
             if args.one_video_minutes:
                 one_video = write_sample_clip(work / f"one_video_{args.one_video_minutes:g}min.mp4",
                                               seconds=60 * args.one_video_minutes)

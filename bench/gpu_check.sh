@@ -8,8 +8,10 @@
 #    predict-aligned track, max |CUDA - CPU| printed next to the tolerances;
 # 3. backbone timing at fp32, TF32 and bf16 over batch 64..512 (faces/s; target >= 3000 faces/s fp32 on an
 #    H100/H200-class GPU);
+# 3b. the model side whole (backbone, pyramid, two-stream net, GRU) with 1..16 videos in flight on one shared
+#    backbone (BatchingBackbone, what --backbone_sharing machine gives every process), at fp32, TF32 and bf16;
 # 4. `mimamo run` over many copies of a clip with one worker process per few CPU cores for the face stage
-#    (frames/s end to end; target >= 1000 frames/s).
+#    (frames/s end to end; target >= 1000 frames/s), with one backbone for the machine and one per process.
 # Everything is written to OUT_DIR (default $OUT or ./gpu-check) and echoed. Not run in the session that wrote
 # it (no GPU there): expect to fix what it shows.
 set -euo pipefail
@@ -110,6 +112,61 @@ for precision, tf32 in (("fp32", False), ("fp32", True), ("bf16", False)):
         print(f"{precision}{' TF32' if tf32 else '     '} batch {batch:3d}: {rate:7.0f} faces/s (host copies included)")
 EOF
 
+echo "== 3b. model side faces/s with 1..16 videos in flight on one shared backbone (BatchingBackbone)"
+"$PY" - <<'EOF'
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from mimamo_ops.model.backbone_batching import BatchingBackbone
+from mimamo_ops.model.backbone_runner import BackboneRunner, choose_batch_size
+from mimamo_ops.model.checkpoints import BACKBONE, MIMAMO
+from mimamo_ops.model.predictor import MimamoModel, ModelConfig, predict_face_sequence
+from tests.conftest import seeded_state_dict
+from tests.ops.test_predictor import moving_faces
+
+FACES_PER_VIDEO = 1024
+faces = moving_faces(FACES_PER_VIDEO)
+
+
+def run_video(model):
+    for _ in predict_face_sequence(model, ((i, i / 30, face) for i, face in enumerate(faces))):
+        pass
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    checkpoint, backbone = Path(tmp, "m.pth.tar"), Path(tmp, "b.pth")
+    torch.save({"state_dict": seeded_state_dict(MIMAMO, 3003), "epoch": 1}, checkpoint)
+    torch.save(seeded_state_dict(BACKBONE, 4004), backbone)
+    batch = choose_batch_size("cuda", processes=1)
+    for precision, tf32 in (("fp32", False), ("fp32", True), ("bf16", False)):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+        runner = BackboneRunner.from_file(backbone, device="cuda", batch_size=batch, precision=precision,
+                                          runtime="torch")
+        for videos in (1, 2, 4, 8, 16):
+            shared = BatchingBackbone(runner)
+            config = ModelConfig(str(checkpoint), str(backbone), device="cuda", precision=precision,
+                                 worker_processes=videos)  # each video's requests: batch / videos faces
+            model = MimamoModel.load(config, backbone=shared)
+            threads = [threading.Thread(target=run_video, args=(model,)) for _ in range(videos)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+            stats = shared.stats()
+            shared.close()
+            print(f"{precision}{' TF32' if tf32 else '     '} {videos:2d} video(s) in flight, batch {batch}: "
+                  f"{videos * FACES_PER_VIDEO / seconds:7.0f} faces/s through the whole model side "
+                  f"({stats['batches']} passes, {stats['shared_batches']} shared; target >= 3000 fp32)")
+EOF
+
 echo "== 4. mimamo run over many copies, worker processes for the face stage"
 WORK="$(mktemp -d)"
 "$PY" - "$WORK" <<'EOF'
@@ -133,11 +190,13 @@ for i in range(int(os.environ.get("COPIES", "32"))):
     os.link(clip, copies / f"copy{i:03d}.mp4")
 EOF
 WORKERS="${WORKERS:-$(( $(nproc) / 2 ))}"
-STARTED=$(date +%s.%N)
-"$VENV/bin/mimamo" run "$WORK/copies" --output "$WORK/out" --checkpoint "$WORK/model_weights.pth.tar" \
-    --backbone "$WORK/resnet50_ferplus_dag.pth" --device cuda --n_workers "$WORKERS" --no_progress
-ENDED=$(date +%s.%N)
-"$PY" - "$WORK/out" "$STARTED" "$ENDED" "$WORKERS" <<'EOF'
+for SHARING in machine process; do
+    STARTED=$(date +%s.%N)
+    "$VENV/bin/mimamo" run "$WORK/copies" --output "$WORK/out-$SHARING" --checkpoint "$WORK/model_weights.pth.tar" \
+        --backbone "$WORK/resnet50_ferplus_dag.pth" --device cuda --n_workers "$WORKERS" --no_progress \
+        --backbone_sharing "$SHARING"
+    ENDED=$(date +%s.%N)
+    "$PY" - "$WORK/out-$SHARING" "$STARTED" "$ENDED" "$WORKERS" "$SHARING" <<'EOF'
 import sys
 
 import pyarrow.parquet as pq
@@ -145,7 +204,8 @@ import pyarrow.parquet as pq
 table = pq.read_table(f"{sys.argv[1]}/videos")
 frames = sum(table.column("frame_count").to_pylist())
 seconds = float(sys.argv[3]) - float(sys.argv[2])
-print(f"{table.num_rows} videos, {frames} frames in {seconds:.1f} s with {sys.argv[4]} worker processes: "
-      f"{frames / seconds:.0f} frames/s end to end (target >= 1000)")
+print(f"{table.num_rows} videos, {frames} frames in {seconds:.1f} s with {sys.argv[4]} worker processes, backbone "
+      f"per {sys.argv[5]}: {frames / seconds:.0f} frames/s end to end (target >= 1000)")
 EOF
+done
 rm -rf "$WORK"
