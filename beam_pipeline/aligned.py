@@ -18,7 +18,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 
 from beam_pipeline.config import MODEL_SETTINGS, model_and_face_configs, read_settings
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.model_loading import load_model
+from beam_pipeline.model_loading import model_loader
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.rows import AlignedFace, FacePrediction, image_array
 from mimamo_ops.decoding.aligned_faces import list_aligned_faces, read_aligned_faces
@@ -66,15 +66,17 @@ class MimamoModelHandler(ModelHandler[Sequence[AlignedFace], List[FacePrediction
 
     ``load_model`` gives the process its share of the cores, fetches remote weights into the worker's cache and
     loads both networks (strictly, ``weights_only=True``); ``RunInference`` keeps one model per process
-    (``apache_beam.utils.shared``). Settings are the model options of ``mimamo run`` by name (``checkpoint``,
-    ``backbone``, ``device``, ``runtime``, ``precision``, ``length``, ``stride``, ``gru_sequence_snippets``, ...),
-    checked here.
+    (``apache_beam.utils.shared``), and with ``backbone_sharing`` ``machine`` (the default on a GPU) the processes
+    of a machine share one backbone (``beam_pipeline.model_loading.MachineBackbone``). Settings are the model
+    options of ``mimamo run`` by name (``checkpoint``, ``backbone``, ``device``, ``runtime``, ``precision``,
+    ``length``, ``stride``, ``gru_sequence_snippets``, ``backbone_sharing``, ...), checked here.
     """
 
     def __init__(self, **settings):
         super().__init__()
         self._settings = read_settings(settings, MODEL_SETTINGS, "MimamoModelHandler")
         self._config, _ = model_and_face_configs(self._settings, worker_processes=1)
+        self._loader = model_loader(self._settings.backbone_sharing, self._config.device)
 
     def with_worker_processes(self, worker_processes: int) -> "MimamoModelHandler":
         """This handler for ``worker_processes`` pipeline processes per machine (the thread budget)."""
@@ -88,7 +90,7 @@ class MimamoModelHandler(ModelHandler[Sequence[AlignedFace], List[FacePrediction
 
     def load_model(self) -> MimamoModel:
         apply_thread_budget(self._config.thread_budget())
-        return load_model(self._config)
+        return self._loader(self._config)
 
     def run_inference(self, batch: Sequence[Sequence[AlignedFace]], model: MimamoModel,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterator[List[FacePrediction]]:

@@ -25,9 +25,9 @@ FACE_SETTINGS = ("face_backend", "multi_face", "face_size", "mask", "openface_pa
                  "face_stage_in_process", "video_disk_budget_mb")
 MODEL_SETTINGS = ("checkpoint", "backbone", "model_name", "feature_layer", "device", "precision", "runtime",
                   "threads_per_worker", "gru_sequence_snippets", "compute_batch_size", "num_phase", "phase_size",
-                  "length", "stride", "height", "nbands", "scale_factor")
+                  "length", "stride", "height", "nbands", "scale_factor", "backbone_sharing")
 PREDICT_SETTINGS = tuple(dict.fromkeys(FACE_SETTINGS + MODEL_SETTINGS + ("smoothing_size", "keep_intermediates",
-                                                                         "work_unit_s", "backbone_sharing")))
+                                                                         "work_unit_s")))
 
 
 def _declared_flags() -> Dict[str, argparse.Action]:

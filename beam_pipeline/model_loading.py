@@ -1,9 +1,11 @@
 """Loading the networks on a worker: remote weights fetched into the worker's cache, the backbone's forward
 passes reported as a metric (``mimamo`` / ``backbone_latency_ms``), and the backbone either loaded in each process
 or shared by every process of the machine (``--backbone_sharing``)."""
+import functools
 import logging
 import threading
 import time
+import uuid
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -18,7 +20,7 @@ from mimamo_ops.model.backbone_runner import BackboneRunner, choose_batch_size
 from mimamo_ops.model.checkpoints import sha256_file
 from mimamo_ops.model.predictor import MimamoModel, ModelConfig
 
-__all__ = ["MachineBackbone", "backbone_sharing_for", "load_model", "shared_model"]
+__all__ = ["MachineBackbone", "backbone_sharing_for", "load_model", "model_loader", "shared_model"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -126,6 +128,15 @@ def load_model(config: ModelConfig, backbone_tag: Optional[str] = None) -> Mimam
     model = MimamoModel.load(config, backbone=backbone)
     model.backbone.add_batch_listener(_BackboneTimer().record)
     return model
+
+
+def model_loader(sharing: str, device: str) -> Callable[[ModelConfig], MimamoModel]:
+    """The loader for ``--backbone_sharing`` ``sharing`` on ``device``: ``load_model`` (a backbone per process) or
+    ``load_model`` with a tag made now, so that every worker process of the pipeline built with it, and no other
+    pipeline's, shares one backbone (``MachineBackbone``). Picklable."""
+    if backbone_sharing_for(sharing, device) == "process":
+        return load_model
+    return functools.partial(load_model, backbone_tag=f"mimamo-backbone-{uuid.uuid4().hex}")
 
 
 def shared_model(handle: shared.Shared, loader: Callable[[ModelConfig], MimamoModel],

@@ -24,12 +24,10 @@ and the other videos carry on; nothing raises.
 """
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import time
 import typing
-import uuid
 from typing import Callable, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -43,7 +41,7 @@ from beam_pipeline.config import (PREDICT_SETTINGS, isolation_config_from, model
                                   video_disk_budget_bytes)
 from beam_pipeline.matching import DistinctVideoUris
 from beam_pipeline.metrics import METRICS_NAMESPACE
-from beam_pipeline.model_loading import backbone_sharing_for, load_model, shared_model
+from beam_pipeline.model_loading import load_model, model_loader, shared_model
 from beam_pipeline.options import worker_processes_per_machine
 from beam_pipeline.progress_records import ProgressWriter
 from beam_pipeline.remote_files import (RemoteVideo, cache_remote_weights, is_remote, open_video_source,
@@ -612,10 +610,7 @@ class PredictValenceArousal(beam.PTransform):
         self._progress_dir = progress_dir
         # resolved and verified now (remote weights fetched once here), so a bad file fails while building
         self._model_config, self._face_config = model_and_face_configs(self._settings, worker_processes=1)
-        self._model_loader = load_model
-        if backbone_sharing_for(self._settings.backbone_sharing, self._model_config.device) == "machine":
-            # one tag for every worker process of this pipeline, and no other pipeline's
-            self._model_loader = functools.partial(load_model, backbone_tag=f"mimamo-backbone-{uuid.uuid4().hex}")
+        self._model_loader = model_loader(self._settings.backbone_sharing, self._model_config.device)
 
     @property
     def model_config(self) -> ModelConfig:

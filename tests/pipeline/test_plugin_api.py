@@ -7,7 +7,9 @@ with what ``mimamo run`` writes for the same videos (``test_pipeline.py``'s modu
 """
 import csv
 import logging
+import os
 from pathlib import Path
+from typing import Dict, List
 
 import apache_beam as beam
 import duckdb
@@ -34,6 +36,7 @@ from beam_pipeline import (
     read_aligned_face_folder,
 )
 from beam_pipeline.aligned import predict_sequence
+from beam_pipeline.model_loading import MachineBackbone
 from beam_pipeline.rows import arrow_schema, crop_array
 from beam_pipeline.sinks import FRAMES_SCHEMA, VIDEOS_SCHEMA
 from mimamo_ops.faces.records import FaceConfig
@@ -198,18 +201,43 @@ def test_extract_faces_gives_the_face_stages_crops_as_rows(extracted, clip_folde
     assert statuses == [("missing.mp4", "failed", "read"), ("two_faces.mp4", "ok", None)]
 
 
-def test_predict_aligned_faces_on_the_crops_gives_mimamo_runs_numbers(extracted, synthetic_weights, run_tables,
-                                                                      clip_folder):
-    """``RunInference`` with ``MimamoModelHandler``, keyed by the user's key, on ``ExtractFaces``' crops: the raw
-    valence/arousal ``mimamo run`` wrote for the same faces, whatever the batch of sequences."""
+def _sequences(extracted) -> Dict[str, List[AlignedFace]]:
+    """The extracted crops as one sequence per face, keyed ``two_faces/<face_id>``."""
     faces, _ = extracted
     sequences = {}
     for row in sorted(faces, key=lambda row: (row.face_id, row.frame_index)):
         sequences.setdefault(f"two_faces/{row.face_id}", []).append(
             AlignedFace.from_array(row.frame_index, row.timestamp_s, crop_array(row)))
-    checkpoint, backbone = synthetic_weights
-    model_settings = dict(checkpoint=str(checkpoint), backbone=str(backbone), length=16, stride=16,
-                          compute_batch_size=8)
+    return sequences
+
+
+def _model_settings(weights) -> Dict[str, object]:
+    checkpoint, backbone = weights
+    return dict(checkpoint=str(checkpoint), backbone=str(backbone), length=16, stride=16, compute_batch_size=8)
+
+
+def test_the_model_handler_with_one_backbone_per_machine_gives_the_same_numbers(extracted, synthetic_weights):
+    """``backbone_sharing="machine"``: the handler's model uses the machine's backbone (hosted here, the first
+    process to ask), fed by both sequences, with the numbers of a backbone of its own."""
+    sequences = _sequences(extracted)
+    own = MimamoModelHandler(**_model_settings(synthetic_weights))
+    shared = MimamoModelHandler(**_model_settings(synthetic_weights), backbone_sharing="machine")
+    model = shared.load_model()
+    assert isinstance(model.backbone, MachineBackbone) and model.backbone.stats()["pid"] == os.getpid()
+    expected = own.run_inference(list(sequences.values()), own.load_model())
+    for rows, wanted in zip(shared.run_inference(list(sequences.values()), model), expected):
+        assert [row.frame_index for row in rows] == [row.frame_index for row in wanted]
+        np.testing.assert_allclose([(row.valence, row.arousal) for row in rows],
+                                   [(row.valence, row.arousal) for row in wanted], rtol=0, atol=1e-5)
+    assert model.backbone.stats()["faces"] == sum(len(faces) for faces in sequences.values())
+
+
+def test_predict_aligned_faces_on_the_crops_gives_mimamo_runs_numbers(extracted, synthetic_weights, run_tables,
+                                                                      clip_folder):
+    """``RunInference`` with ``MimamoModelHandler``, keyed by the user's key, on ``ExtractFaces``' crops: the raw
+    valence/arousal ``mimamo run`` wrote for the same faces, whatever the batch of sequences."""
+    sequences = _sequences(extracted)
+    model_settings = _model_settings(synthetic_weights)
     handler = MimamoModelHandler(**model_settings)
     model = handler.load_model()
     alone = {key: predict_sequence(model, faces) for key, faces in sequences.items()}
