@@ -154,7 +154,8 @@ def add_mimamo_arguments(parser: argparse.ArgumentParser) -> None:
         "--work_unit_s", type=float, default=DEFAULT_WORK_UNIT_S,
         help="Seconds of video per work unit. A longer video runs its face stage in one pass, then its model work "
         "(backbone, pyramid: most of the time) in units that different workers compute at once, joined per "
-        "video; the rows are the same as unsplit. 0: a video is never split. Default: "
+        "video; a unit also closes once it holds that many seconds' worth of faces (crowds: shorter units). The "
+        "rows are the same as unsplit. 0: a video is never split. Default: "
         f"{DEFAULT_WORK_UNIT_S:g}.",
     )
 

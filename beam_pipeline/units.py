@@ -6,7 +6,7 @@ of one pass (``beam_pipeline.predict.PredictVideoResults`` wires them):
 1. ``PredictVideos`` (``PredictVideoDoFn``) runs the face stage over the whole video, which is sequential
    (tracks, shot cuts and identities depend on every earlier frame) but cheap: a few ms a frame, against
    tens for the model. Instead of feeding the model it plans: the frames are cut into units of consecutive
-   frames, and each unit becomes one :class:`UnitBlock` holding, for every face in it, the faces' frames and
+   frames (at most so many frames, and at most as many faces: :class:`UnitPlanner`), and each unit becomes one :class:`UnitBlock` holding, for every face in it, the faces' frames and
    landmarks (a few hundred bytes each; never pixels). The video's row and detection facts go on as a
    :class:`PendingVideo`.
 2. ``SpreadUnits`` (a ``GroupByKey`` by unit) and ``EncodeUnits`` (:class:`EncodeUnitDoFn`): any worker decodes
@@ -172,10 +172,14 @@ def _grouped_values(keyed: Tuple[object, Iterable["UnitBlock"]]) -> Iterable["Un
 class UnitPlanner:
     """Collects the faces of one video's frames, in frame order, into work units (step 1 of the module docstring).
 
+    A unit closes when it spans ``frames_per_unit`` frames or holds ``frames_per_unit`` faces, whichever comes
+    first: its model work (per face) is then at most that of a one-face unit, so a crowd's frames are cut into
+    more, shorter units that cost about what a one-face video's do, instead of units several times as costly.
+
     Args:
         video_uri: the video.
         attempt: the face stage's attempt.
-        frames_per_unit: frames per unit (>= 1).
+        frames_per_unit: the most frames, and the most faces, of a unit (>= 1).
     """
 
     def __init__(self, video_uri: str, attempt: int, frames_per_unit: int):
@@ -183,9 +187,11 @@ class UnitPlanner:
         self._attempt = attempt
         self._frames = frames_per_unit
         self._index = 0
+        self._start = 0  # the open unit's first frame
         # face_id -> (frame index, timestamp_s, float32 (68, 2) landmarks) of each of its faces in the open unit:
         # never the crops, which the unit's worker makes again
         self._faces: Dict[int, List[Tuple[int, float, np.ndarray]]] = {}
+        self._held = 0  # faces in the open unit
         self._end = 0  # the frame after the last one added
         self.positions: Dict[int, int] = {}  # face_id -> faces planned so far
 
@@ -197,17 +203,20 @@ class UnitPlanner:
     def add_frame(self, frame_index: int, faces: Iterable[FaceRecord]) -> List[UnitBlock]:
         """Adds one frame's faces; returns the units this frame closed (frames come in increasing order)."""
         closed = []
-        while frame_index >= (self._index + 1) * self._frames:
-            closed.append(self._close((self._index + 1) * self._frames))
+        while frame_index >= self._start + self._frames:
+            closed.append(self._close(self._start + self._frames))
         self._end = frame_index + 1
         for face in faces:
             self._faces.setdefault(int(face.face_id), []).append(
                 (int(face.frame_index), float(face.timestamp_s), np.asarray(face.landmarks, dtype=np.float32)))
+            self._held += 1
+        if self._held >= self._frames:
+            closed.append(self._close(frame_index + 1))
         return closed
 
     def finish(self) -> List[UnitBlock]:
         """Closes the last unit at the end of the video."""
-        return [self._close(max((self._index + 1) * self._frames, self._end))]
+        return [self._close(max(self._end, self._start + 1))]
 
     def _close(self, end_frame: int) -> UnitBlock:
         faces = {}
@@ -221,9 +230,11 @@ class UnitPlanner:
                 landmarks=np.stack(landmarks),
             )
             self.positions[face_id] = first + len(seen)
-        block = UnitBlock(self._uri, self._attempt, self._index, self._index * self._frames, end_frame, faces)
+        block = UnitBlock(self._uri, self._attempt, self._index, self._start, end_frame, faces)
         self._faces = {}
+        self._held = 0
         self._index += 1
+        self._start = end_frame
         return block
 
 

@@ -146,7 +146,7 @@ def _record(frame_index: int, face_id: int) -> FaceRecord:
                       aligned=np.zeros((4, 4, 3), np.uint8))
 
 
-def test_the_planner_cuts_frames_into_units_and_counts_each_face_s_positions_across_them():
+def test_the_planner_cuts_units_of_at_most_so_many_frames_or_faces_and_counts_each_face_s_positions():
     planner = UnitPlanner("v.mp4", attempt=1, frames_per_unit=10)
     units = []
     for frame in range(0, 34):
@@ -155,8 +155,10 @@ def test_the_planner_cuts_frames_into_units_and_counts_each_face_s_positions_acr
             faces.append(_record(frame, 1))
         units += planner.add_frame(frame, faces)
     units += planner.finish()
+    # 10 frames (5 faces), then while two faces are in view units close at their 10th face, then 10 frames again
     assert [(unit.index, unit.start_frame, unit.end_frame) for unit in units] == [
-        (0, 0, 10), (1, 10, 20), (2, 20, 30), (3, 30, 40)]
+        (0, 0, 10), (1, 10, 18), (2, 18, 25), (3, 25, 34)]
+    assert [sum(len(faces.frame_indices) for faces in unit.faces.values()) for unit in units] == [5, 10, 11, 4]
     assert planner.units == 4 and planner.positions == {0: 17, 1: 13}
     for face_id in (0, 1):
         pieces = [unit.faces[face_id] for unit in units if face_id in unit.faces]
@@ -169,7 +171,7 @@ def test_the_planner_cuts_frames_into_units_and_counts_each_face_s_positions_acr
             if face_id in unit.faces:
                 assert np.all((unit.faces[face_id].frame_indices >= unit.start_frame)
                               & (unit.faces[face_id].frame_indices < unit.end_frame))
-    assert units[1].faces[1].first_position == 0 and units[2].faces[1].first_position == 8
+    assert units[1].faces[1].first_position == 0 and units[2].faces[1].first_position == 6
 
 
 def test_a_video_is_cut_into_the_fewest_units_of_one_length():
