@@ -282,23 +282,15 @@ class EncodeUnitDoFn(beam.DoFn):
 
     def process(self, unit: UnitBlock) -> Iterator[UnitResult]:
         started = self._clock()
-        policy = faults.VIDEO_RETRY
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                result = UnitResult(unit.video_uri, unit.attempt, unit.index, self._encode(unit))
-                break
-            except Exception as error:  # pylint: disable=broad-except  # one bad unit must not stop the pipeline
-                kind = faults.classify_error(error)
-                if kind == faults.TRANSIENT and attempt < policy.attempts:
-                    LOGGER.warning("%s unit %d failed: %s (transient; try %d of %d)", unit.video_uri, unit.index,
-                                   faults.describe_error(error), attempt, policy.attempts)
-                    time.sleep(policy.delay_s(attempt))
-                    continue
-                reason = faults.describe_error(error)
-                LOGGER.warning("%s unit %d failed: %s (%s)", unit.video_uri, unit.index, reason, kind, exc_info=error)
-                self._failed.inc()
-                result = UnitResult(unit.video_uri, unit.attempt, unit.index, {}, reason, kind)
-                break
+        what = f"{unit.video_uri} unit {unit.index}"
+        try:
+            faces = faults.retry_transient(lambda: self._encode(unit), what, policy=faults.VIDEO_RETRY)
+            result = UnitResult(unit.video_uri, unit.attempt, unit.index, faces)
+        except Exception as error:  # pylint: disable=broad-except  # one bad unit must not stop the pipeline
+            kind, reason = faults.classify_error(error), faults.describe_error(error)
+            LOGGER.warning("%s failed: %s (%s)", what, reason, kind, exc_info=error)
+            self._failed.inc()
+            result = UnitResult(unit.video_uri, unit.attempt, unit.index, {}, reason, kind)
         self._units.inc()
         self._latency.update(int((self._clock() - started) * 1000))
         yield result
