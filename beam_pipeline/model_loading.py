@@ -15,6 +15,7 @@ from apache_beam.utils import multi_process_shared, shared
 from beam_pipeline.flags import BACKBONE_SHARING
 from beam_pipeline.metrics import METRICS_NAMESPACE
 from beam_pipeline.remote_files import localise_model_config
+from mimamo_ops.model.backbone import resize_faces
 from mimamo_ops.model.backbone_batching import BatchingBackbone
 from mimamo_ops.model.backbone_runner import BackboneRunner, choose_batch_size
 from mimamo_ops.model.checkpoints import sha256_file
@@ -61,8 +62,8 @@ def _machine_backbone(config: ModelConfig) -> BatchingBackbone:
 class MachineBackbone:
     """This process's handle on the machine's one backbone (``apache_beam.utils.multi_process_shared``): the first
     process that asks loads it and serves the others through a local socket; calls from any process and thread
-    are gathered into shared batches (``BatchingBackbone``). Faces go as uint8 crops (37 KB a face) and features
-    come back (8 KB a face).
+    are gathered into shared batches (``BatchingBackbone``). Faces go resized to the network's input, uint8 (150 KB
+    a face: the resizing is done by the asking process, not by the host), and features come back (8 KB a face).
 
     If the hosting process is gone (a worker restarted), the next call connects again, and the first process to
     do so loads the backbone anew.
@@ -96,9 +97,10 @@ class MachineBackbone:
         return self._call("stats")
 
     def features(self, faces: np.ndarray) -> np.ndarray:
-        """As ``BackboneRunner.features``: uint8 (N, H, W, 3) RGB -> float32 (N, 2048)."""
+        """As ``BackboneRunner.features``: uint8 (N, H, W, 3) RGB -> float32 (N, 2048). The faces are resized here,
+        in this process, so that the host's CPU only batches them."""
         started = time.perf_counter()
-        features = self._call("features", np.ascontiguousarray(faces))
+        features = self._call("features_of_resized", resize_faces(faces))
         for listener in self._listeners:
             listener(time.perf_counter() - started)
         return features

@@ -22,7 +22,9 @@ __all__ = [
     "PRECISIONS",
     "RESIZE_PX",
     "ResNet50FerPlus",
+    "normalise_faces",
     "preprocess_faces",
+    "resize_faces",
 ]
 
 # Meta of the pytorch-mcn export (spec 3.2): per-channel RGB mean on the 0..255 scale; std is 1.
@@ -167,7 +169,8 @@ def _resized_size(width: int, height: int, shorter_px: int) -> Tuple[int, int]:
 
 
 def preprocess_faces(faces: np.ndarray) -> np.ndarray:
-    """Turns aligned face crops into network input exactly as the MIMAMO API does (spec 3.4).
+    """Turns aligned face crops into network input exactly as the MIMAMO API does (spec 3.4):
+    ``normalise_faces(resize_faces(faces))``.
 
     Each image is resized with Pillow BILINEAR so that its shorter side is 256 px (a square 112x112 crop becomes
     256x256), centre-cropped to 224x224 (box (16, 16, 240, 240) for a square), and ``MEAN_RGB`` is subtracted from
@@ -183,6 +186,22 @@ def preprocess_faces(faces: np.ndarray) -> np.ndarray:
         TypeError: ``faces`` is not uint8.
         ValueError: ``faces`` is not (N, H, W, 3).
     """
+    return normalise_faces(resize_faces(faces))
+
+
+def resize_faces(faces: np.ndarray) -> np.ndarray:
+    """The first step of ``preprocess_faces``: the Pillow resize and the centre crop, still 8-bit.
+
+    Args:
+        faces: uint8 (N, H, W, 3) RGB; H, W >= 1.
+
+    Returns:
+        uint8 (N, 224, 224, 3) RGB.
+
+    Raises:
+        TypeError: ``faces`` is not uint8.
+        ValueError: ``faces`` is not (N, H, W, 3).
+    """
     faces = np.asarray(faces)
     if faces.dtype != np.uint8:
         raise TypeError(f"faces must be uint8 (N, H, W, 3) RGB; got dtype {faces.dtype}")
@@ -191,9 +210,15 @@ def preprocess_faces(faces: np.ndarray) -> np.ndarray:
     height, width = faces.shape[1:3]
     size = _resized_size(width, height, RESIZE_PX)
     box = _center_crop_box(size[0], size[1], INPUT_SIZE_PX)
-    out = np.empty((faces.shape[0], INPUT_SIZE_PX, INPUT_SIZE_PX, 3), dtype=np.float32)
+    out = np.empty((faces.shape[0], INPUT_SIZE_PX, INPUT_SIZE_PX, 3), dtype=np.uint8)
     for i, face in enumerate(faces):
-        image = Image.fromarray(face).resize(size, Image.BILINEAR).crop(box)
-        out[i] = np.asarray(image, dtype=np.uint8)
-    out -= np.asarray(MEAN_RGB, dtype=np.float32)
+        out[i] = np.asarray(Image.fromarray(face).resize(size, Image.BILINEAR).crop(box), dtype=np.uint8)
+    return out
+
+
+def normalise_faces(resized: np.ndarray) -> np.ndarray:
+    """The second step of ``preprocess_faces``: uint8 (N, 224, 224, 3) RGB -> float32 (N, 3, 224, 224), C-contiguous,
+    minus ``MEAN_RGB`` (each value is ``float32(pixel) - float32(mean)``, so a device that subtracts the same
+    float32 mean gets the same bits)."""
+    out = np.asarray(resized, dtype=np.float32) - np.asarray(MEAN_RGB, dtype=np.float32)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -2,10 +2,10 @@
 ``beam_pipeline.model_loading``) every worker process of a machine.
 
 ``BatchingBackbone`` wraps a ``BackboneRunner``. A caller, in any thread, hands it face crops and waits; the
-crops are preprocessed in the caller's thread, then one compute thread gathers whatever is waiting into forward
-passes of up to the runner's batch size, the faces of different callers side by side, and hands each caller its
-rows. So one model on a GPU serves the whole machine with full batches, instead of one model per process each
-filling batches from one track.
+crops are resized in the caller's thread (or by the caller's process, ``features_of_resized``), then one compute
+thread gathers whatever is waiting into forward passes of up to the runner's batch size, the faces of different
+callers side by side, and hands each caller its rows. So one model on a GPU serves the whole machine with full
+batches, instead of one model per process each filling batches from one track.
 
 In eval mode the network computes each face's feature from that face alone, so the numbers do not depend on
 which faces share a batch (``tests/ops/test_backbone_batching.py`` measures it, on the features and on the
@@ -20,7 +20,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from mimamo_ops.model.backbone import FEATURE_DIM, preprocess_faces
+from mimamo_ops.model.backbone import FEATURE_DIM, resize_faces
 from mimamo_ops.model.backbone_runner import BackboneRunner
 
 __all__ = ["GATHER_WAIT_S", "BatchingBackbone"]
@@ -35,7 +35,7 @@ GATHER_WAIT_S = 0.005
 class _Request:
     """One caller's faces: preprocessed input, the features as they are filled, and how far each got."""
 
-    inputs: np.ndarray  # float32 (n, 3, 224, 224)
+    inputs: np.ndarray  # uint8 (n, 224, 224, 3), resized (backbone.resize_faces)
     features: np.ndarray  # float32 (n, 2048)
     taken: int = 0  # rows handed to a batch
     computed: int = 0  # rows whose features are in
@@ -85,7 +85,8 @@ class BatchingBackbone:
         self._runner.add_batch_listener(listener)
 
     def features(self, faces: np.ndarray) -> np.ndarray:
-        """The backbone features of ``faces``, computed in batches shared with other callers.
+        """The backbone features of ``faces``, computed in batches shared with other callers; the faces are
+        resized in the caller's thread.
 
         Args:
             faces: uint8 (N, H, W, 3) RGB aligned faces.
@@ -97,8 +98,12 @@ class BatchingBackbone:
             RuntimeError: the batcher was closed.
             Whatever the forward pass of a batch holding these faces raised.
         """
-        inputs = preprocess_faces(faces)
-        request = _Request(inputs, np.empty((inputs.shape[0], FEATURE_DIM), dtype=np.float32))
+        return self.features_of_resized(resize_faces(faces))
+
+    def features_of_resized(self, resized: np.ndarray) -> np.ndarray:
+        """As ``features``, for faces a caller resized already (``backbone.resize_faces``: uint8 (N, 224, 224, 3)),
+        so that a process sharing this backbone through a proxy does that work itself."""
+        request = _Request(np.asarray(resized), np.empty((len(resized), FEATURE_DIM), dtype=np.float32))
         if not request.size:
             return request.features
         with self._condition:
@@ -165,7 +170,7 @@ class BatchingBackbone:
         try:
             if live:
                 inputs = np.concatenate([request.inputs[start:stop] for request, start, stop in live])
-                features = self._runner.features_from_input(inputs)
+                features = self._runner.features_from_resized(inputs)
         except BaseException as error:  # every caller of the batch gets it; none waits for ever
             for request, _, _ in live:
                 request.error = error

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from mimamo_ops.errors import CheckpointError
-from mimamo_ops.model.backbone import FEATURE_DIM, MEAN_RGB, ResNet50FerPlus, preprocess_faces
+from mimamo_ops.model.backbone import (FEATURE_DIM, MEAN_RGB, ResNet50FerPlus, normalise_faces, preprocess_faces,
+                                      resize_faces)
 from mimamo_ops.model.backbone_runner import BackboneRunner, state_dict_sha256, tune_allocator
 from mimamo_ops.runtime import openvino_models
 from mimamo_ops.runtime.selection import resolve_runtime
@@ -188,6 +189,23 @@ def test_forward_head_gives_eight_logits(seeded_state_dict):
         logits = model.forward_head(torch.ones(3, FEATURE_DIM))
     assert logits.shape == (3, 8)
     torch.testing.assert_close(logits[0], model.classifier.weight.sum(dim=(1, 2, 3)) + model.classifier.bias)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_resized_faces_normalised_on_the_device_give_the_bits_of_the_host_s_preprocessing(
+        case4, seeded_state_dict, channels_last):
+    """The torch runtime takes 8-bit resized crops and subtracts the mean on the device (what ``features`` and a
+    shared backbone use): the same float32 inputs, so the same features bit for bit; OpenVINO normalises on the
+    host."""
+    crops = case4["crops_u8"]
+    resized = resize_faces(crops)
+    assert resized.dtype == np.uint8 and resized.shape == (len(crops), 224, 224, 3)
+    np.testing.assert_array_equal(normalise_faces(resized), preprocess_faces(crops))
+    for runtime in OFFERED_RUNTIMES:
+        runner = BackboneRunner(seeded_state_dict, batch_size=2, channels_last=channels_last, tune_memory=False,
+                                runtime=runtime)
+        np.testing.assert_array_equal(runner.features_from_resized(resized),
+                                      runner.features_from_input(preprocess_faces(crops)), err_msg=runtime)
 
 
 def test_empty_batch_gives_empty_features(runner):

@@ -84,11 +84,11 @@ class _FailingOnce:
         self.batch_size = 4
         self.failed = False
 
-    def features_from_input(self, inputs):
+    def features_from_resized(self, resized):
         if not self.failed:
             self.failed = True
             raise RuntimeError("CUDA out of memory (simulated)")
-        return self._runner.features_from_input(inputs)
+        return self._runner.features_from_resized(resized)
 
 
 def test_a_failed_pass_reaches_every_caller_of_its_batch_and_the_next_requests_still_run(runner):
