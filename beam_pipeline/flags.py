@@ -13,7 +13,7 @@ from mimamo_ops.faces.isolation import (DEFAULT_MAX_FRAME_PIXELS, DEFAULT_STALL_
 from mimamo_ops.runtime.cpu_features import bf16_units
 from mimamo_ops.runtime.selection import RUNTIMES
 
-DEFAULT_WORK_UNIT_S = 60.0  # seconds of video per work unit (beam_pipeline.units; measured in docs/performance.md)
+DEFAULT_WORK_UNIT_S = 30.0  # seconds of video per work unit (beam_pipeline.units; measured in docs/performance.md)
 # process: every worker process loads its own backbone. machine: one backbone per machine, in the first process
 # that asks, fed by all of them in shared batches (beam_pipeline.model_loading). auto: machine on a GPU.
 BACKBONE_SHARING = ("auto", "process", "machine")

@@ -19,6 +19,9 @@
    (``beam_pipeline.units``: the model work of the clip spread over the N processes). Ratios: N with units / 1
    process (target >= 1.6; bounded above by the cores one process leaves idle) and N with units / N without.
    ``--threads-per-worker 1`` gives every process one thread, as Dataflow's one process per vCPU.
+   ``--unit-lengths S ...`` adds one run of N processes per unit length (``--work_unit_s S``), against the default.
+   ``--unit-overhead-minutes M`` (any ``--workers``): an M-minute clip through one process with one thread, in one
+   pass and in units of each ``--unit-lengths``, alternated ``--repeats`` times: what the units path itself costs.
    With ``--sharing``, also N copies through N processes with a backbone in each process and with one backbone
    for the machine (``--backbone_sharing process`` / ``machine``), alternated: frames/s, their ratio, and the
    largest difference between the two runs' valence and arousal (the numbers must not depend on the sharing).
@@ -147,12 +150,15 @@ def measure_workers(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.
 
 
 def measure_one_video(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path, backbone: pathlib.Path,
-                      workers: int, repeats: int, threads_per_worker: int) -> None:
+                      workers: int, repeats: int, threads_per_worker: int, unit_lengths_s: List[float]) -> None:
     """One long clip through 1 process without work units, N without and N with; prints frames/s and ratios.
-    ``threads_per_worker`` (0: automatic) is given to every run."""
+    ``threads_per_worker`` (0: automatic) is given to every run; ``unit_lengths_s`` adds a run of N processes
+    with units of each length."""
     runs = {"1 process, no units": (1, ["--work_unit_s", "0"]),
             f"{workers} processes, no units": (workers, ["--work_unit_s", "0"]),
             f"{workers} processes, work units": (workers, [])}
+    for unit_s in unit_lengths_s:
+        runs[f"{workers} processes, units of {unit_s:g} s"] = (workers, ["--work_unit_s", str(unit_s)])
     rates = {label: [] for label in runs}
     for attempt in range(repeats):
         for label, (processes, extra) in runs.items():
@@ -163,7 +169,10 @@ def measure_one_video(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathli
             rates[label].append(rate)
             print(f"{clip.name}, {label}: {counters.get('frames_decoded', 0)} frames in {wall_s:.1f} s -> "
                   f"{rate:.2f} frames/s ({counters.get('work_units', 0)} work units)")
-    one, without, with_units = rates.values()
+    one, without, with_units = list(rates.values())[:3]
+    for label in list(runs)[3:]:
+        print(f"{label} / default units, per attempt: "
+              f"{', '.join(f'{n / d:.2f}' for n, d in zip(rates[label], with_units))}")
     print(f"{workers} processes with units / 1 process, per attempt: "
           f"{', '.join(f'{n / o:.2f}' for n, o in zip(with_units, one))} (target >= 1.6)")
     print(f"{workers} processes with units / without, per attempt: "
@@ -204,6 +213,21 @@ def measure_backbone_sharing(clip: pathlib.Path, work: pathlib.Path, checkpoint:
           f"{', '.join(f'{m / p:.2f}' for m, p in zip(rates['machine'], rates['process']))}")
 
 
+def measure_unit_overhead(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path, backbone: pathlib.Path,
+                          unit_lengths_s: List[float], repeats: int) -> None:
+    """The clip through one process with one thread, in one pass and in units of each length, alternated: what
+    the units path itself costs where nothing runs beside the video."""
+    for attempt in range(repeats):
+        walls = {}
+        for unit_s in [0.0] + list(unit_lengths_s):
+            flags = (pipeline_flags(clip, work / f"{clip.stem}-overhead-{unit_s:g}-{attempt}", checkpoint, backbone)
+                     + ["--threads_per_worker", "1", "--work_unit_s", str(unit_s)])
+            _, counters, _, walls[unit_s] = run_frames_per_s(flags)
+            against = f", {walls[unit_s] / walls[0.0] - 1:+.1%} against one pass" if unit_s else ""
+            print(f"{clip.name}, 1 process, 1 thread, --work_unit_s {unit_s:g}: {walls[unit_s]:.1f} s "
+                  f"({counters.get('work_units', 0)} units){against}")
+
+
 def measure_throughput(clip: pathlib.Path, work: pathlib.Path, checkpoint: pathlib.Path,
                        backbone: pathlib.Path, attempt: int = 0) -> float:
     """One pipeline run on ``clip``; prints its figures and returns end-to-end frames/s."""
@@ -241,6 +265,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="N > 1: also compare N processes with one")
     parser.add_argument("--one-video-minutes", type=float, default=None,
                         help="with --workers N: also one clip of this many minutes through 1 and N processes")
+    parser.add_argument("--unit-lengths", type=float, nargs="*", default=[],
+                        help="with --one-video-minutes: also N processes with work units of each of these lengths "
+                        "(seconds), against the default")
+    parser.add_argument("--unit-overhead-minutes", type=float, default=None,
+                        help="also a clip of this many minutes through one process with one thread, in one pass and "
+                        "in units of each --unit-lengths")
     parser.add_argument("--threads-per-worker", type=int, default=0,
                         help="threads of each worker process in the one-video part (0: its share of the cores; 1: "
                         "one process per core, as Dataflow runs them)")
@@ -272,7 +302,11 @@ def main() -> None:
                 one_video = write_sample_clip(work / f"one_video_{args.one_video_minutes:g}min.mp4",
                                               seconds=60 * args.one_video_minutes)
                 measure_one_video(one_video, work, checkpoint, backbone, args.workers, args.repeats,
-                                  args.threads_per_worker)
+                                  args.threads_per_worker, args.unit_lengths)
+        if args.unit_overhead_minutes:
+            overhead_clip = write_sample_clip(work / f"overhead_{args.unit_overhead_minutes:g}min.mp4",
+                                              seconds=60 * args.unit_overhead_minutes)
+            measure_unit_overhead(overhead_clip, work, checkpoint, backbone, args.unit_lengths, args.repeats)
         peaks = []
         for minutes in args.memory_minutes:
             started = time.perf_counter()
