@@ -215,7 +215,10 @@ class UnitPlanner:
         return closed
 
     def finish(self) -> List[UnitBlock]:
-        """Closes the last unit at the end of the video."""
+        """Closes the last unit at the end of the video; none when the faces since the last closed unit are none
+        (the last frame filled a unit)."""
+        if self._index and not self._faces:
+            return []
         return [self._close(max(self._end, self._start + 1))]
 
     def _close(self, end_frame: int) -> UnitBlock:

@@ -33,7 +33,7 @@ GATHER_WAIT_S = 0.005
 
 @dataclasses.dataclass
 class _Request:
-    """One caller's faces: preprocessed input, the features as they are filled, and how far each got."""
+    """One caller's faces: resized input, the features as they are filled, and how far each got."""
 
     inputs: np.ndarray  # uint8 (n, 224, 224, 3), resized (backbone.resize_faces)
     features: np.ndarray  # float32 (n, 2048)

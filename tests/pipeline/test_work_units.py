@@ -174,6 +174,15 @@ def test_the_planner_cuts_units_of_at_most_so_many_frames_or_faces_and_counts_ea
     assert units[1].faces[1].first_position == 0 and units[2].faces[1].first_position == 6
 
 
+def test_a_last_frame_that_fills_a_unit_leaves_no_empty_unit_after_it():
+    """360 one-face frames in units of 15 are 24 units, not 24 and an empty one (the Flink test saw 25)."""
+    planner = UnitPlanner("v.mp4", attempt=1, frames_per_unit=15)
+    units = [unit for frame in range(360) for unit in planner.add_frame(frame, [_record(frame, 0)])]
+    units += planner.finish()
+    assert len(units) == planner.units == 24 and units[-1].end_frame == 360
+    assert all(len(unit.faces[0].frame_indices) == 15 for unit in units)
+
+
 def test_a_video_is_cut_into_the_fewest_units_of_one_length():
     assert unit_frames(60, 30, 1800) == 0  # fits in one unit
     assert unit_frames(60, 30, 2100) == 1050  # 70 s: two units of 35 s, not 60 s and 10 s
