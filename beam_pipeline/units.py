@@ -248,8 +248,8 @@ class EncodeUnitDoFn(beam.DoFn):
     The model is loaded once per process; with ``model_handle`` (``PredictVideoDoFn.unit_steps`` gives its own) it is
     the very model the prediction holds in the process.
     The unit's frames are decoded after a seek, a remote video streamed from storage (only the unit's bytes are
-    read); when that does not give every face's frame with the timestamp the face stage saw (a damaged video),
-    the video is decoded again from the start, its frames counted. Errors are tried again as
+    read); when that fails or does not give every face's frame with the timestamp the face stage saw (a damaged
+    video), the video is decoded again from the start, its frames counted as the face stage counted them. Errors are tried again as
     ``faults.VIDEO_RETRY`` says, then reported in the result.
 
     Args:
@@ -301,7 +301,11 @@ class EncodeUnitDoFn(beam.DoFn):
     def _encode(self, unit: UnitBlock) -> Dict[int, Tuple[BlockFeatures, np.ndarray, np.ndarray]]:
         if not unit.faces:
             return {}
-        encoded = self._encode_frames(unit, from_start=False)
+        try:
+            encoded = self._encode_frames(unit, from_start=False)
+        except VideoError as error:  # a damaged stretch after the seek: the decode from the start skips it
+            LOGGER.info("%s unit %d: %s; decoding from the start", unit.video_uri, unit.index, error)
+            encoded = None
         if encoded is None:
             LOGGER.info("%s unit %d: the frames after a seek are not those the face stage saw; decoding from the "
                         "start", unit.video_uri, unit.index)

@@ -140,6 +140,21 @@ def test_two_videos_in_units_on_the_machine_s_one_backbone_give_the_rows_of_per_
         _assert_same_rows(reference, video, skip=("video_uri", "video_id"))
 
 
+def test_a_video_damaged_in_the_middle_gives_in_units_the_rows_of_the_unsplit_run(synthetic_weights, tmp_path):
+    """50 kB of garbage in the middle of the clip: the unsplit run skips the frames that do not decode; a unit
+    whose seek runs into them (``VideoError`` after the seek) decodes from the start instead, counting frames as
+    the face stage did, and the video keeps its rows (it was a failed row, stage ``encode``, before)."""
+    clip = clips.damaged_middle_clip(tmp_path / "damaged.mp4", n_frames=150)
+    outputs = {}
+    for work_unit_s in (0, 1.0):
+        outputs[work_unit_s] = tmp_path / f"out{work_unit_s}"
+        result = run(_flags(clip, synthetic_weights, outputs[work_unit_s], work_unit_s))
+    assert _counter(result, "work_units") >= 4 and _counter(result, "work_units_failed") == 0
+    videos = [_table(output, "videos", ["video_uri"]).to_pylist() for output in outputs.values()]
+    assert videos[1] == videos[0] and videos[1][0]["status"] == "ok" and videos[1][0]["frames_undecodable"] > 0
+    _assert_same_rows(_table(outputs[0], "frames", KEY), _table(outputs[1.0], "frames", KEY))
+
+
 def _record(frame_index: int, face_id: int) -> FaceRecord:
     return FaceRecord(frame_index=frame_index, timestamp_s=frame_index / 30, face_id=face_id, confidence=0.9,
                       box=(0.0, 0.0, 1.0, 1.0), landmarks=np.zeros((68, 2), np.float32),
