@@ -18,7 +18,6 @@ from beam_pipeline.remote_files import localise_model_config
 from mimamo_ops.model.backbone import resize_faces
 from mimamo_ops.model.backbone_batching import BatchingBackbone
 from mimamo_ops.model.backbone_runner import BackboneRunner, choose_batch_size
-from mimamo_ops.model.checkpoints import sha256_file
 from mimamo_ops.model.predictor import MimamoModel, ModelConfig
 
 __all__ = ["MachineBackbone", "backbone_sharing_for", "load_model", "model_loader", "shared_model"]
@@ -53,8 +52,7 @@ def _machine_backbone(config: ModelConfig) -> BatchingBackbone:
     device's whole batch (``compute_batch_size``, else sized for one process on the device)."""
     batch = config.backbone_batch_size or choose_batch_size(config.device, processes=1)
     runner = BackboneRunner.from_file(config.backbone_path, device=config.device, batch_size=batch,
-                                      precision=config.precision, runtime=config.runtime,
-                                      weights_sha256=sha256_file(config.backbone_path))
+                                      precision=config.precision, runtime=config.runtime)
     LOGGER.info("one backbone for this machine on %s, batches of %d faces", config.device, batch)
     return BatchingBackbone(runner)
 

@@ -303,12 +303,11 @@ class EncodeUnitDoFn(beam.DoFn):
             return {}
         try:
             encoded = self._encode_frames(unit, from_start=False)
+            why = "the frames after a seek are not those the face stage saw"
         except VideoError as error:  # a damaged stretch after the seek: the decode from the start skips it
-            LOGGER.info("%s unit %d: %s; decoding from the start", unit.video_uri, unit.index, error)
-            encoded = None
+            encoded, why = None, str(error)
         if encoded is None:
-            LOGGER.info("%s unit %d: the frames after a seek are not those the face stage saw; decoding from the "
-                        "start", unit.video_uri, unit.index)
+            LOGGER.info("%s unit %d: %s; decoding from the start", unit.video_uri, unit.index, why)
             encoded = self._encode_frames(unit, from_start=True)
             if encoded is None:
                 raise VideoError(f"{unit.video_uri}: frames {unit.start_frame}-{unit.end_frame - 1} do not decode "
